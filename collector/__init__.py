@@ -1,0 +1,1 @@
+"""Log collection: files, protocols, producing to Kafka; the log simulator."""

@@ -1,0 +1,1 @@
+"""Streamlit dashboard: reads the worker API and draws (lands with its issue)."""

@@ -1,0 +1,3 @@
+from pioneer_telemetry.cli import main
+
+main()

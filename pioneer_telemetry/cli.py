@@ -1,0 +1,106 @@
+"""The `pioneer-telemetry` command: one entry point for every component."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from pioneer_telemetry.config import KafkaSettings
+from pioneer_telemetry.kafka_local import LocalBroker, LocalKafkaError, LocalKafkaSettings, broker_answers
+
+app = typer.Typer(
+    name="pioneer-telemetry",
+    help="JupyterLab pioneer telemetry: pod logs -> Kafka -> Faust -> Streamlit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+kafka_app = typer.Typer(help="A real single-node Apache Kafka (KRaft) on this machine.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+
+DataDirOption = typer.Option(None, "--data-dir", help="Broker data directory (identifies the broker).")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _local_kafka(port: int | None, data_dir: Path | None) -> LocalKafkaSettings:
+    overrides = {"port": port, "data_dir": data_dir}
+    return LocalKafkaSettings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+@kafka_app.command("start")
+def kafka_start(
+    port: int = typer.Option(
+        None, "--port", help="Bootstrap port on 127.0.0.1 (default 9092; 0 = any free)."
+    ),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Start the broker (downloads Kafka on first use) and print its bootstrap address once it answers."""
+    settings = _local_kafka(port, data_dir)
+    try:
+        result = LocalBroker(settings.data_dir).start(settings.port, settings.heap, settings.start_timeout_s)
+    except LocalKafkaError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    state = "already running" if result.already_running else "started"
+    typer.echo(f"Kafka {state} (pid {result.state.pid}), data in {settings.data_dir}", err=True)
+    typer.echo(result.state.bootstrap)
+
+
+@kafka_app.command("stop")
+def kafka_stop(data_dir: Path = DataDirOption) -> None:
+    """Stop the broker cleanly."""
+    settings = _local_kafka(None, data_dir)
+    stopped = LocalBroker(settings.data_dir).stop()
+    typer.echo("Kafka stopped" if stopped else f"no Kafka running for {settings.data_dir}", err=True)
+
+
+@kafka_app.command("status")
+def kafka_status(data_dir: Path = DataDirOption) -> None:
+    """Exit 0 and print the bootstrap address if the broker runs and answers, else exit 1."""
+    settings = _local_kafka(None, data_dir)
+    state = LocalBroker(settings.data_dir).state()
+    if state is None:
+        typer.echo(f"not running ({settings.data_dir})", err=True)
+        raise typer.Exit(1)
+    if not broker_answers(state.bootstrap):
+        typer.echo(f"process {state.pid} runs but {state.bootstrap} does not answer", err=True)
+        raise typer.Exit(1)
+    typer.echo(state.bootstrap)
+
+
+@app.command()
+def up(
+    port: int = typer.Option(None, "--port", help="Port for the local broker (default 9092)."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Bring up the local stack in the foreground: Kafka and the topics. Ctrl-C stops what it started."""
+    from pioneer_telemetry.stack import LocalStack, run_until_interrupted, stop_on_signals  # noqa: PLC0415
+    from streams.topics import TopicSettings  # noqa: PLC0415
+
+    stop = stop_on_signals()
+    stack = LocalStack(KafkaSettings(), _local_kafka(port, data_dir), TopicSettings())
+    try:
+        info = stack.start()
+    except (LocalKafkaError, OSError) as error:
+        stack.stop()
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    origin = "started locally" if info.started_broker else "already running, left as is on exit"
+    typer.echo(f"Kafka      {info.bootstrap}  ({origin})")
+    for topic in info.topics:
+        typer.echo(f"topic      {topic.name}  partitions={topic.partitions}  {topic.action}")
+    typer.echo("Stack is up. Press Ctrl-C to stop.")
+    raise typer.Exit(run_until_interrupted(stack, stop))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""The stream side: event schema, parsing, topics and aggregation."""

@@ -1,0 +1,114 @@
+"""The project's Kafka topics: names, partition counts and configs, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from pioneer_telemetry.config import ComponentSettings
+
+DAY_MS = 24 * 3600 * 1000
+
+
+class TopicSettings(ComponentSettings):
+    """Topic names and sizing; `PIONEER_TOPICS_*` or the `topics:` YAML section."""
+
+    section: ClassVar[str] = "topics"
+    model_config = SettingsConfigDict(env_prefix="PIONEER_TOPICS_")
+
+    raw: str = "pioneer.raw"
+    events: str = "pioneer.events"
+    deadletter: str = "pioneer.deadletter"
+    aggregates: str = "pioneer.aggregates"
+    partitions: int = 8
+    replication_factor: int = 1
+    raw_retention_days: int = 7
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: TopicSettings | None = None) -> list[TopicSpec]:
+    """Every topic the pipeline needs. Raw lines, events and dead letters expire; aggregates are compacted."""
+    s = settings or TopicSettings()
+    retention = {"retention.ms": str(s.raw_retention_days * DAY_MS)}
+    return [
+        TopicSpec(s.raw, s.partitions, s.replication_factor, dict(retention)),
+        TopicSpec(s.events, s.partitions, s.replication_factor, dict(retention)),
+        TopicSpec(s.deadletter, s.partitions, s.replication_factor, {"retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(s.aggregates, s.partitions, s.replication_factor, {"cleanup.policy": "compact"}),
+    ]
+
+
+@dataclass(frozen=True)
+class TopicChange:
+    name: str
+    action: str  # "created", "grown" (partitions added) or "ok"
+    partitions: int
+
+
+async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[TopicChange]:
+    """Create missing topics and grow ones with too few partitions; idempotent, safe on every start."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic  # noqa: PLC0415
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="pioneer-telemetry-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config)
+                    for s in missing
+                ]
+            )
+            errors = [(name, code) for name, code, *_ in response.topic_errors if code not in (0, 36)]
+            if errors:  # 36 = TOPIC_ALREADY_EXISTS (another starter won the race)
+                raise RuntimeError(f"creating topics failed: {errors}")
+        changes = [TopicChange(s.name, "created", s.partitions) for s in missing]
+        present = [spec for spec in specs if spec.name in existing]
+        if present:
+            described = {
+                t["topic"]: len(t["partitions"])
+                for t in await admin.describe_topics([s.name for s in present])
+            }
+            grow = {s.name: NewPartitions(s.partitions) for s in present if described[s.name] < s.partitions}
+            if grow:
+                response = await admin.create_partitions(grow)
+                errors = [(name, code) for name, code, *_ in response.topic_errors if code != 0]
+                if errors:
+                    raise RuntimeError(f"adding partitions failed: {errors}")
+            changes += [
+                TopicChange(s.name, "grown" if s.name in grow else "ok", max(s.partitions, described[s.name]))
+                for s in present
+            ]
+        await _wait_until_visible(admin, {c.name: c.partitions for c in changes if c.action != "ok"})
+        return changes
+    finally:
+        await admin.close()
+
+
+async def _wait_until_visible(admin: Any, expected: dict[str, int], timeout_s: float = 30.0) -> None:
+    """Metadata spreads asynchronously; return only once every topic shows its partitions to clients."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while expected:
+        described = await admin.describe_topics(list(expected))
+        ready = {
+            t["topic"]
+            for t in described
+            if t["error_code"] == 0 and len(t["partitions"]) >= expected[t["topic"]]
+        }
+        expected = {name: count for name, count in expected.items() if name not in ready}
+        if expected and asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics not visible after {timeout_s:.0f} s: {sorted(expected)}")
+        if expected:
+            await asyncio.sleep(0.1)

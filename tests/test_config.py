@@ -1,0 +1,53 @@
+"""Settings: defaults, env vars, the YAML file and KAFKA_BOOTSTRAP_SERVERS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pioneer_telemetry.config import KafkaSettings
+from streams.topics import TopicSettings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PIONEER_CONFIG", "KAFKA_BOOTSTRAP_SERVERS", "PIONEER_KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_work_locally_with_zero_config() -> None:
+    kafka = KafkaSettings()
+    assert (kafka.bootstrap_servers, kafka.external) == ("127.0.0.1:9092", False)
+    assert TopicSettings().partitions == 8
+
+
+def test_kafka_bootstrap_servers_points_every_component_at_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-0.kafka:9092,kafka-1.kafka:9092")
+    kafka = KafkaSettings()
+    assert kafka.bootstrap_servers == "kafka-0.kafka:9092,kafka-1.kafka:9092"
+    assert kafka.external
+
+
+def test_yaml_sections_then_env_then_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "pioneer.yml"
+    config.write_text(
+        "kafka:\n  bootstrap_servers: broker:29092\n  client_id: from-yaml\n"
+        "topics:\n  raw: site.raw\n  partitions: 12\n"
+    )
+    monkeypatch.setenv("PIONEER_CONFIG", str(config))
+    assert KafkaSettings().bootstrap_servers == "broker:29092"
+    assert (TopicSettings().raw, TopicSettings().partitions, TopicSettings().events) == (
+        "site.raw",
+        12,
+        "pioneer.events",
+    )
+    monkeypatch.setenv("PIONEER_TOPICS_PARTITIONS", "4")
+    assert TopicSettings().partitions == 4
+    assert TopicSettings(partitions=2).partitions == 2
+
+
+def test_a_missing_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIONEER_CONFIG", "/nonexistent/pioneer.yml")
+    with pytest.raises(FileNotFoundError, match="PIONEER_CONFIG"):
+        KafkaSettings()

@@ -1,0 +1,169 @@
+"""The local broker and topic set-up, against a real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from pioneer_telemetry.kafka_local import LocalBroker, port_is_free
+from streams.topics import TopicSettings, TopicSpec, ensure_topics, topic_specs
+
+pytestmark = pytest.mark.kafka
+CLI = [sys.executable, "-m", "pioneer_telemetry"]
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+async def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
+
+
+def test_produce_and_consume_through_the_broker(kafka_broker: str) -> None:
+    topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
+    sent = [f"message {i}".encode() for i in range(500)]
+
+    async def roundtrip() -> list[bytes]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            batch = [await producer.send(topic, value, key=b"one-key") for value in sent]
+            await asyncio.gather(*batch)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_broker, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            received: list[bytes] = []
+            while len(received) < len(sent):
+                batches = await consumer.getmany(timeout_ms=10_000)
+                assert batches, "no message within 10 s"
+                received += [record.value for records in batches.values() for record in records]
+            return received
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(roundtrip()) == sent  # one key -> one partition -> order kept
+
+
+def test_topics_are_created_with_the_configured_partitions(kafka_broker: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    settings = TopicSettings(
+        raw=f"{prefix}.raw",
+        events=f"{prefix}.events",
+        deadletter=f"{prefix}.dl",
+        aggregates=f"{prefix}.agg",
+        partitions=3,
+    )
+    specs = topic_specs(settings)
+    first = asyncio.run(ensure_topics(kafka_broker, specs))
+    assert {(c.name, c.action, c.partitions) for c in first} == {(s.name, "created", 3) for s in specs}
+    assert asyncio.run(partition_counts(kafka_broker, [s.name for s in specs])) == {s.name: 3 for s in specs}
+
+    again = asyncio.run(ensure_topics(kafka_broker, specs))
+    assert {c.action for c in again} == {"ok"}
+
+    grown = [TopicSpec(specs[0].name, 5, 1)]
+    assert [c.action for c in asyncio.run(ensure_topics(kafka_broker, grown))] == ["grown"]
+    assert asyncio.run(partition_counts(kafka_broker, [specs[0].name])) == {specs[0].name: 5}
+
+
+def test_start_twice_runs_one_broker_and_stop_leaves_nothing(tmp_path: Path) -> None:
+    data_dir = str(tmp_path / "broker")
+    first = cli("kafka", "start", "--port", "0", "--data-dir", data_dir)
+    assert first.returncode == 0, first.stderr
+    bootstrap = first.stdout.strip()
+    state = LocalBroker(Path(data_dir)).state()
+    assert state is not None
+    assert bootstrap == state.bootstrap
+    try:
+        second = cli("kafka", "start", "--port", "0", "--data-dir", data_dir)
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.strip() == bootstrap
+        assert "already running" in second.stderr
+        assert LocalBroker(Path(data_dir)).state() == state
+
+        status = cli("kafka", "status", "--data-dir", data_dir)
+        assert (status.returncode, status.stdout.strip()) == (0, bootstrap)
+    finally:
+        stop = cli("kafka", "stop", "--data-dir", data_dir)
+    assert stop.returncode == 0
+    assert (
+        not Path(f"/proc/{state.pid}").exists()
+        or b"kafka.Kafka" not in Path(f"/proc/{state.pid}/cmdline").read_bytes()
+    )
+    assert port_is_free(state.port)
+    assert cli("kafka", "status", "--data-dir", data_dir).returncode == 1
+
+
+def test_up_creates_topics_and_ctrl_c_stops_the_broker_it_started(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("KAFKA_BOOTSTRAP_SERVERS")}
+    env["PIONEER_TOPICS_PARTITIONS"] = "2"
+    data_dir = tmp_path / "stack"
+    process = subprocess.Popen(
+        [*CLI, "up", "--port", "0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Stack is up"):
+                break
+        output = "".join(lines)
+        assert "Stack is up" in output, output + (process.stderr.read() if process.stderr else "")
+        for name in (
+            TopicSettings().model_dump(include={"raw", "events", "deadletter", "aggregates"}).values()
+        ):
+            assert f"topic      {name}  partitions=2  created" in output
+        state = LocalBroker(data_dir).state()
+        assert state is not None
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    assert LocalBroker(data_dir).state() is None
+    assert port_is_free(state.port)
+
+
+def test_up_uses_an_existing_cluster_from_kafka_bootstrap_servers(kafka_broker: str, tmp_path: Path) -> None:
+    prefix = f"ext{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_broker, PIONEER_TOPICS_RAW=f"{prefix}.raw")
+    process = subprocess.Popen(
+        [*CLI, "up", "--data-dir", str(tmp_path / "unused")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith(f"Kafka      {kafka_broker}  (already running")
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    assert not (tmp_path / "unused").exists()
+    assert asyncio.run(partition_counts(kafka_broker, [f"{prefix}.raw"])) == {f"{prefix}.raw": 8}
