@@ -102,5 +102,10 @@ def up(
     raise typer.Exit(run_until_interrupted(stack, stop))
 
 
+from streams.cli import parse  # noqa: E402
+
+app.command()(parse)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,86 @@
+"""`pioneer-telemetry parse`: pod log files in, normalized events out, through the pipeline's own parser."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+import yaml
+
+from streams.parser import LineParser
+from streams.schema import DeadLetter, PioneerEvent
+from streams.settings import ParserSettings
+
+
+def parse(
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Pod log files (CRI, docker json-file or plain, detected per file); `-` is stdin."
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="The exporter's Python logging format.")
+    ] = None,
+    nebari_config: Annotated[
+        Path | None,
+        typer.Option("--nebari-config", help="Take the log format from this nebari-config.yml."),
+    ] = None,
+    capture_content: Annotated[
+        bool | None,
+        typer.Option(
+            "--capture-content/--no-capture-content", help="Keep cell text, keystrokes, tracebacks."
+        ),
+    ] = None,
+) -> None:
+    """Print each pioneer event in the logs as one JSON line on stdout; a summary goes to stderr."""
+    flags = {"log_format": log_format, "nebari_config": nebari_config, "capture_content": capture_content}
+    try:
+        parser = LineParser(ParserSettings(**{k: v for k, v in flags.items() if v is not None}))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        typer.echo(f"error: invalid parser settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    out = sys.stdout.buffer
+    events: Counter[str] = Counter()
+    dead_letters: Counter[str] = Counter()
+    lines = skipped = 0
+    unreadable: list[str] = []
+    for name in files or ["-"]:
+        results = (
+            parser.parse_stream(sys.stdin.buffer, "<stdin>") if name == "-" else parser.parse_file(Path(name))
+        )
+        try:
+            for result in results:
+                lines += 1
+                if isinstance(result, PioneerEvent):
+                    events[result.event_name] += 1
+                    out.write(orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE))
+                elif isinstance(result, DeadLetter):
+                    dead_letters[result.reason] += 1
+                    where = f"{result.source.id}:{result.source.offset}"
+                    typer.echo(f"dead letter at {where}: {result.reason}: {result.detail}", err=True)
+                else:
+                    skipped += 1
+        except BrokenPipeError:  # `parse ... | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except OSError as exc:
+            typer.echo(f"error: cannot read {name}: {exc.strerror or exc}", err=True)
+            unreadable.append(name)
+    out.flush()
+
+    total = sum(events.values())
+    summary = [f"{lines} lines: {total} events, {skipped} skipped, {dead_letters.total()} dead letters"]
+    summary += [f"  {name:24s} {count:8d}" for name, count in sorted(events.items())]
+    if dead_letters:
+        summary.append("dead letters by reason:")
+        summary += [f"  {reason:24s} {count:8d}" for reason, count in sorted(dead_letters.items())]
+    typer.echo("\n".join(summary), err=True)
+    if unreadable:
+        raise typer.Exit(1)
