@@ -102,9 +102,16 @@ def up(
     raise typer.Exit(run_until_interrupted(stack, stop))
 
 
-from streams.cli import parse  # noqa: E402
+from collector.cli import collect, simulate  # noqa: E402
+
+app.command()(simulate)
+app.command()(collect)
+
+
+from streams.cli import parse, worker  # noqa: E402
 
 app.command()(parse)
+app.command()(worker)
 
 
 def main() -> None:

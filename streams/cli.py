@@ -84,3 +84,26 @@ def parse(
     typer.echo("\n".join(summary), err=True)
     if unreadable:
         raise typer.Exit(1)
+
+
+def worker(
+    web_port: Annotated[int | None, typer.Option(help="Port of the read API (default 6066).")] = None,
+    web_host: Annotated[str | None, typer.Option(help="Address of the read API (default 127.0.0.1).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the worker keeps its RocksDB tables.")] = None,
+    store: Annotated[str | None, typer.Option(help="Table store: rocksdb (default) or memory.")] = None,
+) -> None:
+    """Run a Faust worker: parse raw lines, publish events, aggregate windows, serve the read API.
+
+    Start several with different ports and data dirs to share the partitions.
+    """
+    from faust.worker import Worker  # noqa: PLC0415 (faust is heavy; other commands do not need it)
+
+    from streams.worker import WorkerSettings, create_app  # noqa: PLC0415
+
+    flags = {"web_port": web_port, "web_host": web_host, "data_dir": data_dir, "store": store}
+    settings = WorkerSettings(**{k: v for k, v in flags.items() if v is not None})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    Worker(
+        app, loglevel="INFO", workdir=str(settings.data_dir), redirect_stdouts=False
+    ).execute_from_commandline()

@@ -1,0 +1,217 @@
+"""The collector's only way into Kafka: filtered, redacted envelopes in acknowledged batches.
+
+Lines are encoded once (orjson) into Fluent Bit-shaped envelopes, keyed by pod and placed with Kafka's
+default (murmur2) partitioner, so one pod's lines stay in order on one partition and a Java client or
+Fluent Bit would place them identically. Batches are built here and handed to aiokafka whole
+(`send_batch`): per-message `send` costs too much Python time for 100k lines/s.
+
+Memory is bounded: `submit` waits while more than `buffer_bytes` are unacknowledged, which stops the
+sources from reading (backpressure) instead of dropping anything. A batch Kafka does not acknowledge
+(broker down past aiokafka's own retries) is sent again, with backoff, until it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
+
+from collector.edge import PodFilter, may_be_event, redact_line, shrink_line
+from collector.lines import LogLine
+from collector.metrics import COLLECTOR_METRICS as METRICS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Batch:
+    partition: int
+    records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    size: int = 0
+    acked: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class KafkaSink:
+    """Implements `collector.lines.LineSink` on an aiokafka producer."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        pod_filter: PodFilter,
+        *,
+        forward_all: bool = False,
+        batch_bytes: int = 512 * 1024,
+        linger_s: float = 0.05,
+        buffer_bytes: int = 64 * 1024 * 1024,
+        max_log_chars: int = 256 * 1024,
+    ) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.pod_filter = pod_filter
+        self.forward_all = forward_all
+        self.batch_bytes = batch_bytes
+        self.linger_s = linger_s
+        self.buffer_bytes = buffer_bytes
+        self.max_log_chars = max_log_chars
+        self._partitioner = DefaultPartitioner()
+        self._partitions: list[int] = []
+        self._ordered: dict[int, asyncio.Lock] = {}  # aiokafka wakes all waiters of a partition at once
+        self._open: dict[int, _Batch] = {}
+        self._unacked_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._linger_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        partitions = await self.producer.partitions_for(self.topic)
+        if not partitions:
+            raise RuntimeError(
+                f"topic {self.topic!r} does not exist; run `pioneer-telemetry up` or create it"
+            )
+        self._partitions = sorted(partitions)
+        self._ordered = {partition: asyncio.Lock() for partition in self._partitions}
+        self._linger_task = asyncio.create_task(self._linger(), name="sink-linger")
+
+    async def submit(self, lines: Sequence[LogLine]) -> asyncio.Future[None]:
+        await self._room.wait()
+        touched: dict[int, _Batch] = {}
+        for line in lines:
+            METRICS.lines_received.inc()
+            if not (self.forward_all or may_be_event(line.log)) or not self.pod_filter.accepts(
+                line.kubernetes
+            ):
+                METRICS.lines_filtered.inc()
+                continue
+            key, value = self._encode(line)
+            partition = self._partitioner(key, self._partitions, self._partitions)
+            batch = self._open.get(partition)
+            if batch is None:
+                batch = self._open[partition] = _Batch(partition)
+            batch.records.append((key, value))
+            batch.size += len(value) + len(key)
+            touched[partition] = batch
+            if batch.size >= self.batch_bytes:
+                self._send(batch)
+        return _when_all([batch.acked for batch in touched.values()])
+
+    async def flush(self) -> None:
+        """Send what is open and wait until Kafka acknowledged everything submitted so far."""
+        for batch in list(self._open.values()):
+            self._send(batch)
+        while self._deliveries:
+            await asyncio.gather(*self._deliveries)
+
+    async def close(self) -> None:
+        if self._linger_task is not None:
+            self._linger_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._linger_task
+        await self.flush()
+
+    @property
+    def unacked_bytes(self) -> int:
+        return self._unacked_bytes
+
+    def _encode(self, line: LogLine) -> tuple[bytes, bytes]:
+        text = redact_line(line.log)
+        if len(text) > self.max_log_chars:
+            text = shrink_line(text)
+        if len(text) > self.max_log_chars:  # Kafka would refuse the message; the parser dead-letters it
+            line.extra["truncated_from"] = len(text)
+            text = text[: self.max_log_chars]
+        envelope = {
+            "log": text,
+            "stream": line.stream,
+            "time": line.time,
+            "kubernetes": line.kubernetes,
+            "source": {"id": line.source_id, "offset": line.offset},
+            **line.extra,
+        }
+        key = line.kubernetes.get("pod_name") or line.source_id
+        return key.encode(), orjson.dumps(envelope)
+
+    def _send(self, batch: _Batch) -> None:
+        del self._open[batch.partition]
+        self._unacked_bytes += batch.size
+        if self._unacked_bytes >= self.buffer_bytes:
+            self._room.clear()
+        METRICS.buffered_bytes.set(self._unacked_bytes)
+        task = asyncio.create_task(self._deliver(batch))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, batch: _Batch) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async with self._ordered[batch.partition]:  # FIFO: enqueue in submission order
+                    acks = [
+                        await self.producer.send_batch(kafka_batch, self.topic, partition=batch.partition)
+                        for kafka_batch in self._kafka_batches(batch.records)
+                    ]
+                await asyncio.gather(*acks)
+                break
+            except KafkaError as error:
+                METRICS.send_retries.inc()
+                log.warning(
+                    "batch of %d lines not acknowledged (%s); retrying in %.1f s",
+                    len(batch.records),
+                    error,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self._unacked_bytes -= batch.size
+        METRICS.buffered_bytes.set(self._unacked_bytes)
+        METRICS.lines_acked.inc(len(batch.records))
+        if self._unacked_bytes < self.buffer_bytes:
+            self._room.set()
+        batch.acked.set_result(None)
+
+    def _kafka_batches(self, records: list[tuple[bytes, bytes]]) -> list[BatchBuilder]:
+        """aiokafka batches hold at most the producer's `max_batch_size`; start another when one fills."""
+        batches = [self.producer.create_batch()]
+        for key, value in records:
+            if batches[-1].append(key=key, value=value, timestamp=None) is None:
+                batches.append(self.producer.create_batch())
+                if batches[-1].append(key=key, value=value, timestamp=None) is None:
+                    raise ValueError(
+                        f"an envelope of {len(value)} bytes exceeds the producer's max_batch_size"
+                    )
+        for kafka_batch in batches:
+            kafka_batch.close()
+        return batches
+
+    async def _linger(self) -> None:
+        while True:
+            await asyncio.sleep(self.linger_s)
+            for batch in list(self._open.values()):
+                self._send(batch)
+
+
+def _when_all(futures: list[asyncio.Future[None]]) -> asyncio.Future[None]:
+    """A future done when all `futures` are; unlike gather, cancelling it leaves the shared ones alone."""
+    combined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    remaining = len(futures)
+
+    def one_done(_: asyncio.Future[None]) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining == 0 and not combined.done():
+            combined.set_result(None)
+
+    if not futures:
+        combined.set_result(None)
+    for future in futures:
+        future.add_done_callback(one_done)
+    return combined

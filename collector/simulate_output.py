@@ -1,0 +1,281 @@
+"""How simulated lines leave the simulator: named and framed as the kubelet stores them, then written to
+log files, a stream (stdout) or Kafka (as Fluent Bit would send them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+if TYPE_CHECKING:
+    from collector.simulate import LogLine
+
+
+class Framing(StrEnum):
+    """How a container runtime stores each output line in `/var/log/containers/*.log`."""
+
+    PLAIN = "plain"  # the bare line, as `kubectl logs` shows it
+    CRI = "cri"  # containerd / CRI-O: `<RFC3339Nano> <stream> <F|P> <content>`
+    DOCKER = "docker"  # docker json-file: `{"log":"<content>\n","stream":...,"time":...}`
+
+
+MAX_CHUNK = 16 * 1024
+"""Longest content per framed line (containerd's `max_container_log_line_size`, docker's buffer); longer lines
+are split into partial chunks. Counted in characters: the long lines we produce are ASCII event lines."""
+
+STREAM = "stderr"
+"""Python's logging and Jupyter Server both write to stderr."""
+
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+_OBJECT_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# Go's encoding/json (docker's log driver) escapes these even in valid UTF-8 strings.
+_GO_ESCAPED = re.compile("[<>&\u2028\u2029]")
+_json_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def safe_slug(name: str) -> str:
+    """kubespawner 7's "safe" slug: a valid DNS label passes through, anything else is stripped and hashed.
+
+    `alice` -> `alice`, `user@email.com` -> `user-email-com---0925f997`.
+    """
+    if "--" not in name and _OBJECT_NAME.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    stem = _NOT_ALNUM.sub("-", name.lower()).lstrip("-")[:21].rstrip("-")
+    if stem and not ("a" <= stem[0] <= "z"):
+        stem = "x-" + stem[:19]
+    return f"{stem or 'x'}---{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A user's single-user server as the kubelet and Fluent Bit's kubernetes filter see it."""
+
+    username: str
+    namespace: str
+    container_id: str  # 64 hex digits
+    container: str = "notebook"
+    slug: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slug", safe_slug(self.username))
+
+    @property
+    def name(self) -> str:
+        return f"jupyter-{self.slug}"
+
+    @property
+    def log_file(self) -> str:
+        """The file name under `/var/log/containers/`."""
+        return f"{self.name}_{self.namespace}_{self.container}-{self.container_id}.log"
+
+
+@lru_cache(maxsize=8)
+def _utc_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def rfc3339_nano(ns: int) -> str:
+    """Go's RFC3339Nano, as the runtimes write it: UTC, trailing zeros of the fraction dropped."""
+    digits = str(ns)  # the last nine digits are the fraction of the second
+    stamp = _utc_second(int(digits[:-9]))
+    fraction = digits[-9:].rstrip("0")
+    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
+
+
+def frame(line: str, ns: int, framing: Framing) -> str:
+    """The text the runtime appends to the log file for one line written at `ns` (one or more `\\n`-ended lines)."""
+    # Framing is a StrEnum; comparing values skips Enum's attribute lookup, which shows on this hot path.
+    if framing == "plain":
+        return line + "\n"
+    stamp = rfc3339_nano(ns)
+    if len(line) <= MAX_CHUNK:
+        return f"{stamp} {STREAM} F {line}\n" if framing == "cri" else _docker_line(line + "\n", stamp)
+    *partials, last = [line[i : i + MAX_CHUNK] for i in range(0, len(line), MAX_CHUNK)]
+    if framing == "cri":
+        return "".join(f"{stamp} {STREAM} P {c}\n" for c in partials) + f"{stamp} {STREAM} F {last}\n"
+    # docker marks a partial chunk by the missing newline at the end of `log`
+    return "".join(_docker_line(c, stamp) for c in partials) + _docker_line(last + "\n", stamp)
+
+
+def _docker_line(content: str, stamp: str) -> str:
+    log = _json_string(content)
+    if "<" in log or ">" in log or "&" in log or not log.isascii():  # rare: skip the regex otherwise
+        log = _GO_ESCAPED.sub(lambda m: f"\\u{ord(m[0]):04x}", log)
+    return f'{{"log":{log},"stream":"{STREAM}","time":"{stamp}"}}\n'
+
+
+BUFFERED_LINES = 8192
+"""Lines a sink holds before writing; sinks always write whole lines, so a tailer never waits on half of one."""
+
+KAFKA_BATCH = 2000
+"""Lines handed to the producer at once; each batch is awaited until acknowledged, which surfaces errors."""
+
+
+class Sink(Protocol):
+    def write(self, line: LogLine, framed: str) -> None:
+        """Take one line; `framed` is how the container runtime stores it."""
+
+    def flush(self) -> None:
+        """Write out everything taken so far."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+
+
+class StreamSink:
+    """All pods' framed lines, interleaved in time order, to one binary stream such as stdout."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+
+    def write(self, line: LogLine, framed: str) -> None:
+        self._pending.append(framed.encode())
+        if len(self._pending) >= BUFFERED_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._stream.write(b"".join(self._pending))
+            self._stream.flush()
+            self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+
+
+class FileSink:
+    """One log file per pod in `directory`, named as under `/var/log/containers/`, started afresh each run."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._directory = directory
+        # keyed by container id: hashing a str is cached, hashing the Pod dataclass is not
+        self._files: dict[str, BinaryIO] = {}
+        self._pending: dict[str, list[bytes]] = {}
+        self._count = 0
+
+    def write(self, line: LogLine, framed: str) -> None:
+        pending = self._pending.get(line.pod.container_id)
+        if pending is None:
+            self._files[line.pod.container_id] = (self._directory / line.pod.log_file).open("wb")
+            pending = self._pending[line.pod.container_id] = []
+        # encoded line by line: joining str first would widen a whole batch for one non-ASCII line
+        pending.append(framed.encode())
+        self._count += 1
+        if self._count >= BUFFERED_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        for container_id, pending in self._pending.items():
+            if pending:
+                file = self._files[container_id]
+                file.write(b"".join(pending))
+                file.flush()
+                pending.clear()
+        self._count = 0
+
+    def close(self) -> None:
+        self.flush()
+        for file in self._files.values():
+            file.close()
+
+
+def fluent_bit_record(line: LogLine, offset: int) -> dict[str, object]:
+    """The record Fluent Bit's kafka output sends for a tailed line after the kubernetes filter.
+
+    `source` names the log file and the byte offset of the line in it, so consumers can drop duplicates.
+    """
+    pod = line.pod
+    return {
+        "log": line.text,
+        "stream": STREAM,
+        "time": rfc3339_nano(line.ns),
+        "kubernetes": {
+            "pod_name": pod.name,
+            "namespace_name": pod.namespace,
+            "container_name": pod.container,
+            "labels": {
+                "hub.jupyter.org/username": pod.slug,
+                "component": "singleuser-server",
+                "app": "jupyterhub",
+            },
+            "annotations": {"hub.jupyter.org/username": pod.username},
+        },
+        "source": {"id": pod.log_file, "offset": offset},
+    }
+
+
+class KafkaSink:
+    """Each line as a Fluent Bit record on the raw topic, keyed by pod name so a pod's lines stay in order.
+
+    The simulator is synchronous; a private event loop drives aiokafka whenever a batch is flushed.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, client_id: str) -> None:
+        self._topic = topic
+        self._offsets: dict[str, int] = {}  # bytes written to each pod's log file, by container id
+        self._pending: list[tuple[bytes, bytes, int]] = []
+        self._runner = asyncio.Runner()
+        try:
+            self._producer = self._runner.run(self._start(bootstrap_servers, client_id))
+        except BaseException:
+            self._runner.close()
+            raise
+
+    @staticmethod
+    async def _start(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=20,
+            compression_type="gzip",
+            max_batch_size=256 * 1024,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    def write(self, line: LogLine, framed: str) -> None:
+        offset = self._offsets.get(line.pod.container_id, 0)
+        self._offsets[line.pod.container_id] = offset + len(framed.encode())
+        value = orjson.dumps(fluent_bit_record(line, offset))
+        self._pending.append((line.pod.name.encode(), value, line.ns // 1_000_000))
+        if len(self._pending) >= KAFKA_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._runner.run(self._send(batch))
+
+    async def _send(self, batch: list[tuple[bytes, bytes, int]]) -> None:
+        sent = [
+            await self._producer.send(self._topic, value, key=key, timestamp_ms=timestamp)
+            for key, value, timestamp in batch
+        ]
+        await asyncio.gather(*sent)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._runner.run(self._producer.stop())
+            self._runner.close()

@@ -1,0 +1,373 @@
+"""The worker's read API (JSON over HTTP, Faust web views); documented in docs/api.md.
+
+Every window is stored as per-partition partials on the worker that owns the partition. A public
+endpoint asks every worker of the cluster (Faust's partition assignment says which, and where) for its
+local partials over the requested range, merges them and answers, so any worker answers every query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from streams.aggregate import (
+    HOUR_MS,
+    MINUTE_MS,
+    Window,
+    empty_window,
+    merge_into,
+    split_notebook_key,
+    summary,
+    window_start,
+)
+
+if TYPE_CHECKING:
+    from streams.worker import Pipeline
+
+API = "/api/v1"
+MAX_WINDOWS = 24 * 60 * 8  # a request may span at most this many windows (8 days of minutes)
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer (epoch milliseconds or a count), not {raw!r}") from None
+
+
+class TimeRange:
+    """[from_ms, to_ms) at minute or hour resolution (default: minutes up to 24 h, hours beyond)."""
+
+    def __init__(self, from_ms: int, to_ms: int, resolution: str | None = None) -> None:
+        if from_ms >= to_ms:
+            raise BadRequest("from_ms must be before to_ms")
+        self.from_ms, self.to_ms = from_ms, to_ms
+        resolution = resolution or ("minute" if self.span_ms <= 24 * HOUR_MS else "hour")
+        if resolution not in ("minute", "hour"):
+            raise BadRequest("resolution is 'minute' or 'hour'")
+        self.resolution = resolution
+        self.size_ms = MINUTE_MS if resolution == "minute" else HOUR_MS
+        if self.span_ms // self.size_ms > MAX_WINDOWS:
+            raise BadRequest(f"range too long for {resolution} resolution")
+
+    @classmethod
+    def from_request(cls, request: Request) -> TimeRange:
+        """`from_ms`/`to_ms` query parameters; by default the last hour."""
+        to_ms = _int(request, "to_ms", int(time.time() * 1000))
+        return cls(_int(request, "from_ms", to_ms - HOUR_MS), to_ms, request.query.get("resolution") or None)
+
+    @property
+    def span_ms(self) -> int:
+        return self.to_ms - self.from_ms
+
+    def starts(self) -> range:
+        """Window starts overlapping [from_ms, to_ms)."""
+        return range(window_start(self.from_ms, self.size_ms), self.to_ms, self.size_ms)
+
+    def query(self, from_ms: int | None = None, to_ms: int | None = None) -> dict[str, str]:
+        return {
+            "from_ms": str(self.from_ms if from_ms is None else from_ms),
+            "to_ms": str(self.to_ms if to_ms is None else to_ms),
+            "resolution": self.resolution,
+        }
+
+
+class ReadApi:
+    """Local partial reads, cluster-wide fan-out and the public views' computations."""
+
+    def __init__(self, app: faust.App, pipeline: Pipeline) -> None:
+        self.app = app
+        self.pipeline = pipeline
+
+    # -- this worker's partials ---------------------------------------------------------------------
+
+    def local_partitions(self) -> list[int]:
+        raw = self.pipeline.raw_topic_name
+        return sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == raw)
+
+    def local_windows(self, resolution: str, starts: range) -> dict[int, Window]:
+        table = self.pipeline.minutes if resolution == "minute" else self.pipeline.hours
+        windows: dict[int, Window] = {}
+        for partition in self.local_partitions():
+            for start in starts:
+                stored = table.get(f"{partition}|{start}".encode())
+                if stored is not None:
+                    merge_into(windows.setdefault(start, empty_window()), orjson.loads(stored))
+        return windows
+
+    async def local_health(self) -> dict[str, Any]:
+        consumer = self.app.consumer
+        partitions = {}
+        for partition in self.local_partitions():
+            state = self.pipeline.partitions.get(partition)
+            tp = next(
+                tp
+                for tp in self.app.assignor.assigned_actives()
+                if tp.partition == partition and tp.topic == self.pipeline.raw_topic_name
+            )
+            highwater = consumer.highwater(tp) if consumer is not None else None
+            processed = state.last_offset + 1 if state else None
+            partitions[partition] = {
+                "highwater": highwater,
+                "processed": processed,
+                "lag": None if highwater is None or processed is None else max(highwater - processed, 0),
+                "stream_time_ms": state.stream_time if state else None,
+                "last_event_at": state.last_event_at if state else None,
+            }
+        return {"worker": str(self.app.conf.canonical_url), "partitions": partitions}
+
+    # -- the cluster --------------------------------------------------------------------------------
+
+    def workers(self) -> list[str]:
+        urls = {str(url).rstrip("/") for url in self.app.router.tables_metadata()}
+        urls.add(str(self.app.conf.canonical_url).rstrip("/"))
+        return sorted(urls)
+
+    async def _fetch(self, url: str, path: str, params: dict[str, str]) -> Any:
+        if url == str(self.app.conf.canonical_url).rstrip("/"):
+            return None  # answered locally by the caller
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.get(f"{url}{API}/local/{path}", params=params) as response,
+        ):
+            response.raise_for_status()
+            return orjson.loads(await response.read())
+
+    async def cluster_windows(
+        self, span: TimeRange, from_ms: int | None = None, to_ms: int | None = None
+    ) -> dict[int, Window]:
+        """Merged windows of the whole cluster for [from_ms, to_ms) (default: the span's range)."""
+        lo = span.from_ms if from_ms is None else from_ms
+        hi = span.to_ms if to_ms is None else to_ms
+        starts = range(window_start(lo, span.size_ms), hi, span.size_ms)
+        merged = self.local_windows(span.resolution, starts)
+        params = span.query(lo, hi)
+        remote = await asyncio.gather(*(self._fetch(url, "windows", params) for url in self.workers()))
+        for answer in remote:
+            for start, window in (answer or {}).get("windows", {}).items():
+                merge_into(merged.setdefault(int(start), empty_window()), window)
+        return dict(sorted(merged.items()))
+
+    async def cluster_health(self) -> list[dict[str, Any]]:
+        answers = await asyncio.gather(*(self._fetch(url, "health", {}) for url in self.workers()))
+        return [await self.local_health()] + [a for a in answers if a is not None]
+
+
+def _total(windows: dict[int, Window]) -> Window:
+    total = empty_window()
+    for window in windows.values():
+        merge_into(total, window)
+    return total
+
+
+def overview(span: TimeRange, current: dict[int, Window], previous: dict[int, Window]) -> dict[str, Any]:
+    minutes = span.span_ms / MINUTE_MS
+
+    def kpis(windows: dict[int, Window]) -> dict[str, Any]:
+        numbers = summary(_total(windows))
+        numbers["events_per_min"] = numbers["events"] / minutes
+        numbers["executions_per_min"] = numbers["executions"] / minutes
+        numbers["failure_rate"] = (
+            numbers["failures"] / numbers["executions"] if numbers["executions"] else None
+        )
+        return numbers
+
+    return {
+        "from_ms": span.from_ms,
+        "to_ms": span.to_ms,
+        "current": kpis(current),
+        "previous": kpis(previous),
+    }
+
+
+def timeseries(
+    span: TimeRange, windows: dict[int, Window], user: str | None, notebook: str | None
+) -> dict[str, Any]:
+    points = []
+    for start in span.starts():
+        window = windows.get(start, empty_window())
+        if user is not None or notebook is not None:
+            point = _entity_point(window, user, notebook)
+        else:
+            point = summary(window)
+        points.append({"start_ms": start, **point})
+    return {"resolution": span.resolution, "from_ms": span.from_ms, "to_ms": span.to_ms, "points": points}
+
+
+def _entity_point(window: Window, user: str | None, notebook: str | None) -> dict[str, Any]:
+    """A user's or a notebook path's share of one window."""
+    events = executions = failures = 0
+    errors: dict[str, int] = {}
+    for key, stats in window["notebooks"].items():
+        owner, path = split_notebook_key(key)
+        if (user is None or owner == user) and (notebook is None or path == notebook):
+            events, executions, failures = events + stats[0], executions + stats[1], failures + stats[2]
+            for name, count in stats[3].items():
+                errors[name] = errors.get(name, 0) + count
+    if notebook is None and user is not None and user in window["users"]:
+        events, executions, failures, _ = window["users"][user]  # includes events outside notebooks
+    return {"events": events, "executions": executions, "failures": failures, "failures_by_error": errors}
+
+
+def top(windows: dict[int, Window], dimension: str, limit: int) -> list[dict[str, Any]]:
+    total = _total(windows)
+    if dimension == "users":
+        rows = [
+            {"user": user, "events": s[0], "executions": s[1], "failures": s[2], "last_seen_ms": s[3]}
+            for user, s in total["users"].items()
+        ]
+    elif dimension == "notebooks":
+        rows = []
+        for key, s in total["notebooks"].items():
+            user, path = split_notebook_key(key)
+            rows.append(
+                {"user": user, "notebook": path, "events": s[0], "executions": s[1], "failures": s[2]}
+            )
+    elif dimension == "errors":
+        rows = [{"error": name, "failures": count} for name, count in total["errors"].items()]
+    else:
+        raise BadRequest("dimension is one of users, notebooks, errors")
+    measure = "failures" if dimension == "errors" else "events"
+    rows.sort(key=lambda row: (-row[measure], str(row)))
+    return rows[:limit]
+
+
+def user_detail(span: TimeRange, windows: dict[int, Window], user: str) -> dict[str, Any]:
+    total = _total(windows)
+    stats = total["users"].get(user)
+    notebooks = [
+        {"notebook": split_notebook_key(key)[1], "events": s[0], "executions": s[1], "failures": s[2],
+         "failures_by_error": s[3]}
+        for key, s in sorted(total["notebooks"].items())
+        if split_notebook_key(key)[0] == user
+    ]  # fmt: skip
+    active = sum(1 for window in windows.values() if user in window["users"])
+    return {
+        "user": user,
+        "found": stats is not None,
+        "events": stats[0] if stats else 0,
+        "executions": stats[1] if stats else 0,
+        "failures": stats[2] if stats else 0,
+        "last_seen_ms": stats[3] if stats else None,
+        f"active_{span.resolution}s": active,
+        "sessions": sorted(session for session, owner in total["sessions"].items() if owner == user),
+        "notebooks": notebooks,
+        "timeline": timeseries(span, windows, user, None)["points"],
+    }
+
+
+def notebook_detail(span: TimeRange, windows: dict[int, Window], path: str) -> dict[str, Any]:
+    total = _total(windows)
+    users = []
+    errors: dict[str, int] = {}
+    for key, s in sorted(total["notebooks"].items()):
+        owner, notebook = split_notebook_key(key)
+        if notebook == path:
+            users.append({"user": owner, "events": s[0], "executions": s[1], "failures": s[2]})
+            for name, count in s[3].items():
+                errors[name] = errors.get(name, 0) + count
+    return {
+        "notebook": path,
+        "found": bool(users),
+        "events": sum(u["events"] for u in users),
+        "executions": sum(u["executions"] for u in users),
+        "failures": sum(u["failures"] for u in users),
+        "failures_by_error": dict(sorted(errors.items())),
+        "users": users,
+        "timeline": timeseries(span, windows, None, path)["points"],
+    }
+
+
+def register_api(app: faust.App, pipeline: Pipeline) -> None:
+    api = ReadApi(app, pipeline)
+
+    def guarded(handler: Any) -> Any:
+        async def view(self: View, request: Request, **kwargs: Any) -> Response:
+            try:
+                return self.json(await handler(request, **kwargs))
+            except BadRequest as error:
+                return self.json({"error": str(error)}, status=400)
+            except aiohttp.ClientError as error:
+                return self.json({"error": f"a worker did not answer: {error}"}, status=503)
+
+        return view
+
+    async def local_windows(request: Request) -> Any:
+        span = TimeRange.from_request(request)
+        windows = api.local_windows(span.resolution, span.starts())
+        return {"windows": {str(start): window for start, window in windows.items()}}
+
+    async def local_health(request: Request) -> Any:
+        return await api.local_health()
+
+    async def get_overview(request: Request) -> Any:
+        span = TimeRange.from_request(request)
+        current = await api.cluster_windows(span)
+        previous = await api.cluster_windows(span, span.from_ms - span.span_ms, span.from_ms)
+        return overview(span, current, previous)
+
+    async def get_timeseries(request: Request) -> Any:
+        span = TimeRange.from_request(request)
+        windows = await api.cluster_windows(span)
+        return timeseries(span, windows, request.query.get("user"), request.query.get("notebook"))
+
+    async def get_top(request: Request) -> Any:
+        span = TimeRange.from_request(request)
+        dimension = request.query.get("dimension", "users")
+        return {
+            "dimension": dimension,
+            "rows": top(await api.cluster_windows(span), dimension, _int(request, "limit", 10)),
+        }
+
+    async def get_user(request: Request, user: str) -> Any:
+        span = TimeRange.from_request(request)
+        return user_detail(span, await api.cluster_windows(span), user)
+
+    async def get_notebook(request: Request) -> Any:
+        span = TimeRange.from_request(request)
+        path = request.query.get("path")
+        if not path:
+            raise BadRequest("path is required")
+        return notebook_detail(span, await api.cluster_windows(span), path)
+
+    async def get_health(request: Request) -> Any:
+        now = int(time.time() * 1000)
+        span = TimeRange(now - 24 * HOUR_MS, now)
+        workers = await api.cluster_health()
+        totals = summary(_total(await api.cluster_windows(span)))
+        partitions = {p: info for worker in workers for p, info in worker["partitions"].items()}
+        last_event = max((info["last_event_at"] or 0 for info in partitions.values()), default=0)
+        return {
+            "workers": [worker["worker"] for worker in workers],
+            "partitions": partitions,
+            "lag": sum(info["lag"] or 0 for info in partitions.values()),
+            "last_event_at": last_event or None,
+            "last_24h": {key: totals[key] for key in ("events", "late", "duplicates", "dead_letters")},
+        }
+
+    routes = {
+        f"{API}/local/windows": local_windows,
+        f"{API}/local/health": local_health,
+        f"{API}/overview": get_overview,
+        f"{API}/timeseries": get_timeseries,
+        f"{API}/top": get_top,
+        f"{API}/users/{{user}}": get_user,
+        f"{API}/notebooks": get_notebook,
+        f"{API}/health": get_health,
+    }
+    for path, handler in routes.items():
+        view = type(handler.__name__, (View,), {"get": guarded(handler)})
+        app.page(path, name=handler.__name__)(view)

@@ -1,0 +1,156 @@
+"""Helpers for tests against the real broker: consuming a topic, running the collector and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from collector.service import run_collector
+from collector.settings import CollectorSettings
+from pioneer_telemetry.config import KafkaSettings
+from pioneer_telemetry.kafka_local import free_port
+from streams.topics import TopicSettings
+
+
+def consume(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 60, settle_s: float = 1.0
+) -> list[dict]:
+    """Every message of `topic`, once at least `expected` arrived and nothing more came for `settle_s`."""
+
+    async def run() -> list[dict]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        await consumer.start()
+        messages: list[dict] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=int(settle_s * 1000))
+                if not batch and len(messages) >= expected:
+                    break
+                messages += [json.loads(r.value) for records in batch.values() for r in records]
+        finally:
+            await consumer.stop()
+        return messages
+
+    return asyncio.run(run())
+
+
+def settings_for(log_dir: Path, tmp_path: Path, **overrides: object) -> CollectorSettings:
+    return CollectorSettings(
+        paths=[str(log_dir / "*.log")],
+        start_at="beginning",
+        checkpoint_file=tmp_path / "positions.json",
+        poll_interval_s=0.05,
+        rotate_wait_s=0.5,
+        status_interval_s=5,
+        **overrides,
+    )
+
+
+def wait_for_port(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on port {port}"
+            time.sleep(0.1)
+
+
+class CollectorThread:
+    """run_collector in its own thread and event loop, as the CLI runs it."""
+
+    def __init__(self, settings: CollectorSettings, bootstrap: str, topics: TopicSettings) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.stop_event = asyncio.Event()
+        kafka = KafkaSettings(bootstrap_servers=bootstrap)
+        coroutine = run_collector(settings, kafka, topics, self.stop_event)
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(coroutine,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
+
+
+def unique_topics(prefix: str) -> TopicSettings:
+    return TopicSettings(
+        raw=f"{prefix}.raw", events=f"{prefix}.events", deadletter=f"{prefix}.dl", aggregates=f"{prefix}.agg"
+    )
+
+
+def worker_env(bootstrap: str, topics: TopicSettings, app_id: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIONEER_")}
+    return env | {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PIONEER_TOPICS_RAW": topics.raw,
+        "PIONEER_TOPICS_EVENTS": topics.events,
+        "PIONEER_TOPICS_DEADLETTER": topics.deadletter,
+        "PIONEER_TOPICS_AGGREGATES": topics.aggregates,
+        "PIONEER_WORKER_APP_ID": app_id,
+    }
+
+
+class WorkerProcess:
+    """`pioneer-telemetry worker` as a subprocess on a free port, with its own data dir."""
+
+    def __init__(self, env: dict[str, str], data_dir: Path, log_path: Path) -> None:
+        self.env = env
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> WorkerProcess:
+        command = [sys.executable, "-m", "pioneer_telemetry", "worker", "--web-port", str(self.port),
+                   "--data-dir", str(self.data_dir)]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def get(self, path: str, **params: Any) -> Any:
+        query = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in params.items())
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=15) as response:
+            return json.load(response)
+
+    def wait_until(self, check: Any, timeout_s: float = 120, what: str = "condition") -> Any:
+        """Poll `check(self)` until it returns a truthy value; the worker must stay alive meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            assert self.process.poll() is None, self.log_tail()
+            try:
+                last = check(self)
+                if last:
+                    return last
+            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"{what} not reached in {timeout_s} s (last: {last!r})\n{self.log_tail()}")
+
+    def kill(self, signal_number: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal_number)
+        self.process.wait(timeout=60)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

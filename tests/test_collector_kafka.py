@@ -1,0 +1,226 @@
+"""The collector against a real broker: nothing lost through rotation, kill -9 and a broker outage;
+nothing secret on the raw topic; forward protocol and stdin sources."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from collector.settings import CollectorSettings
+from pioneer_telemetry.kafka_local import LocalBroker
+from streams.topics import TopicSettings, ensure_topics, topic_specs
+from tests.helpers import CollectorThread, consume, settings_for, wait_for_port
+
+pytestmark = pytest.mark.kafka
+
+SECRET = "99e2b2e16d77e1524be106d38960fc8f"
+PREFIX = "2026-11-26 18:15:23,471      INFO   20 jupyter_jupyterlab_pioneer_config: "
+
+
+def event_line(n: int, name: str = "CellEditEvent") -> str:
+    info = {"index": 0, "changes": [n, [0, "x"]], "type": "code"}
+    if name == "NotebookOpenEvent":
+        info = {
+            "environ": {
+                "LANG": "C.UTF-8",
+                "JUPYTERHUB_API_TOKEN": SECRET,
+                "CONDA_STORE_TOKEN": f"tok-{SECRET}",
+            }
+        }
+    event = {
+        "eventDetail": {"eventName": name, "eventTime": 1795716923416 + n, "eventInfo": info},
+        "notebookState": {"sessionID": "7aae47f3", "notebookPath": "a.ipynb", "notebookContent": None},
+    }
+    return PREFIX + json.dumps(event)
+
+
+def cri(line: str) -> str:
+    return f"2026-11-26T18:15:23.471000001Z stderr F {line}\n"
+
+
+def kubelet_name(pod: str) -> str:
+    return f"{pod}_dev_notebook-{hashlib.sha256(pod.encode()).hexdigest()}.log"
+
+
+def test_rotation_while_writing_loses_and_repeats_nothing(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path
+) -> None:
+    log_dir = tmp_path / "containers"
+    log_dir.mkdir()
+    renamed = log_dir / kubelet_name("jupyter-alice")
+    truncated = log_dir / kubelet_name("jupyter-bob")
+    written: dict[str, list[str]] = {"jupyter-alice": [], "jupyter-bob": []}
+    collector = CollectorThread(settings_for(log_dir, tmp_path), kafka_broker, topics)
+
+    def write(path: Path, pod: str, start: int, count: int) -> None:
+        with path.open("a") as handle:
+            for n in range(start, start + count):
+                line = event_line(n) if n % 5 else f"[I 2026-11-26 18:15:14.264 ServerApp] chatter {n}"
+                handle.write(cri(line))
+                if n % 5:
+                    written[pod].append(line)
+
+    try:
+        write(renamed, "jupyter-alice", 0, 3000)
+        write(truncated, "jupyter-bob", 0, 3000)
+        time.sleep(0.3)
+        renamed.rename(renamed.with_suffix(".log.1"))  # the kubelet's rename rotation...
+        write(renamed.with_suffix(".log.1"), "jupyter-alice", 3000, 500)  # ...while the runtime still writes
+        write(renamed, "jupyter-alice", 3500, 3000)
+        so_far = sum(len(lines) for lines in written.values())
+        assert len(consume(kafka_broker, topics.raw, expected=so_far)) == so_far
+        os.truncate(truncated, 0)  # copy-truncate, after everything before it was collected
+        write(truncated, "jupyter-bob", 3000, 3000)
+        messages = consume(kafka_broker, topics.raw, expected=sum(len(lines) for lines in written.values()))
+    finally:
+        collector.stop()
+    by_pod: dict[str, list[str]] = {"jupyter-alice": [], "jupyter-bob": []}
+    for message in messages:
+        by_pod[message["kubernetes"]["pod_name"]].append(message["log"])
+    assert Counter(by_pod["jupyter-alice"]) == Counter(written["jupyter-alice"])
+    assert by_pod["jupyter-bob"] == written["jupyter-bob"]
+    assert {m["kubernetes"]["namespace_name"] for m in messages} == {"dev"}
+    assert {m["stream"] for m in messages} == {"stderr"}
+
+
+def test_kill_9_then_restart_delivers_every_line(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path
+) -> None:
+    log_dir = tmp_path / "containers"
+    log_dir.mkdir()
+    path = log_dir / kubelet_name("jupyter-carol")
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=kafka_broker,
+        PIONEER_TOPICS_RAW=topics.raw,
+        PIONEER_COLLECTOR_POLL_INTERVAL_S="0.05",
+    )
+    command = [
+        sys.executable, "-m", "pioneer_telemetry", "collect", "--path", str(log_dir / "*.log"),
+        "--start-at", "beginning", "--checkpoint-file", str(tmp_path / "positions.json"),
+    ]  # fmt: skip
+    total = 60_000
+    lines = [event_line(n) for n in range(total)]
+    collector = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        with path.open("a") as handle:
+            for n, line in enumerate(lines):
+                handle.write(cri(line))
+                if n == total // 3:
+                    handle.flush()
+                    time.sleep(1.0)  # let it read and checkpoint some
+                    collector.send_signal(signal.SIGKILL)
+                    collector.wait()
+                if n == total // 2:
+                    collector = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        messages = consume(kafka_broker, topics.raw, expected=total, timeout_s=120, settle_s=2)
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        assert collector.wait(timeout=60) == 0, collector.stderr.read() if collector.stderr else ""
+    positions = Counter((m["source"]["id"], m["source"]["offset"]) for m in messages)
+    duplicates = sum(count - 1 for count in positions.values())
+    assert set(m["log"] for m in messages) == set(lines)
+    assert len(positions) == total  # every line, each at its own position
+    assert len(messages) == total + duplicates  # a duplicate is always a line delivered twice
+    print(f"kill -9: {total} lines, {duplicates} duplicates (same source position)")
+
+
+def test_a_broker_outage_of_20_seconds_loses_nothing(topics: TopicSettings, tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path / "broker")
+    state = broker.start(port=0, heap="512m").state
+    try:
+        asyncio.run(ensure_topics(state.bootstrap, topic_specs(topics)))
+        log_dir = tmp_path / "containers"
+        log_dir.mkdir()
+        path = log_dir / kubelet_name("jupyter-dave")
+        collector = CollectorThread(settings_for(log_dir, tmp_path), state.bootstrap, topics)
+        lines = [event_line(n) for n in range(9000)]
+        try:
+            with path.open("a") as handle:
+                handle.writelines(cri(line) for line in lines[:3000])
+            time.sleep(2)
+            broker.stop()
+            with path.open("a") as handle:
+                for n in range(3000, 9000, 1000):  # written while Kafka is down
+                    handle.writelines(cri(line) for line in lines[n : n + 1000])
+                    handle.flush()
+                    time.sleep(3)
+            broker.start(port=state.port, heap="512m")
+            messages = consume(state.bootstrap, topics.raw, expected=len(lines), timeout_s=120, settle_s=2)
+        finally:
+            collector.stop()
+        assert Counter(m["log"] for m in messages).keys() == set(lines)
+        assert len({(m["source"]["id"], m["source"]["offset"]) for m in messages}) == len(lines)
+    finally:
+        broker.stop()
+
+
+def test_no_secret_reaches_the_raw_topic(kafka_broker: str, topics: TopicSettings, tmp_path: Path) -> None:
+    log_dir = tmp_path / "containers"
+    log_dir.mkdir()
+    path = log_dir / kubelet_name("jupyter-erin")
+    lines = [event_line(n, "NotebookOpenEvent" if n % 3 == 0 else "CellEditEvent") for n in range(300)]
+    path.write_text("".join(cri(line) for line in lines))
+    collector = CollectorThread(settings_for(log_dir, tmp_path), kafka_broker, topics)
+    try:
+        messages = consume(kafka_broker, topics.raw, expected=len(lines))
+    finally:
+        collector.stop()
+    assert len(messages) == len(lines)
+    raw = json.dumps(messages)
+    assert SECRET not in raw
+    assert "JUPYTERHUB_API_TOKEN" not in raw
+    opened = [m for m in messages if "NotebookOpenEvent" in m["log"]]
+    assert len(opened) == 100
+    assert all('"environ":{"LANG":"C.UTF-8"}' in m["log"] for m in opened)
+
+
+def test_fluent_logger_and_stdin_sources_reach_the_raw_topic(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path
+) -> None:
+    from fluent import sender  # noqa: PLC0415
+
+    from pioneer_telemetry.kafka_local import free_port  # noqa: PLC0415
+
+    port = free_port()
+    collector = CollectorThread(
+        CollectorSettings(forward_port=port, checkpoint_file=tmp_path / "p.json", status_interval_s=5),
+        kafka_broker,
+        topics,
+    )
+    try:
+        wait_for_port(port)
+        client = sender.FluentSender("kube.var.log.containers", host="127.0.0.1", port=port)
+        kubernetes = {"pod_name": "jupyter-frank", "namespace_name": "dev", "container_name": "notebook"}
+        records = [{"log": event_line(n), "stream": "stderr", "kubernetes": kubernetes} for n in range(200)]
+        for record in records:
+            assert client.emit("notebook", record), client.last_error
+        client.close()
+        stdin_lines = [event_line(n) for n in range(1000, 1100)]
+        piped = subprocess.run(
+            [sys.executable, "-m", "pioneer_telemetry", "collect", "--stdin", "--pod", "jupyter-gina"],
+            input="".join(line + "\n" for line in stdin_lines),
+            env=dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_broker, PIONEER_TOPICS_RAW=topics.raw),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert piped.returncode == 0, piped.stderr
+        messages = consume(kafka_broker, topics.raw, expected=300)
+    finally:
+        collector.stop()
+    by_pod: dict[str, list[str]] = {}
+    for message in messages:
+        by_pod.setdefault(message["kubernetes"]["pod_name"], []).append(message["log"])
+    assert by_pod.keys() == {"jupyter-frank", "jupyter-gina"}
+    assert by_pod["jupyter-gina"] == stdin_lines
+    assert len(by_pod["jupyter-frank"]) == len(records)
+    assert by_pod["jupyter-frank"] == [r["log"] for r in records]

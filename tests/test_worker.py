@@ -1,0 +1,221 @@
+"""The Faust worker against a real broker: its aggregates equal the simulator's ground truth, with one
+worker, with two, and across a kill -9; malformed lines end as dead letters and the worker goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streams.topics import TopicSettings
+from tests.helpers import CollectorThread, WorkerProcess, consume, settings_for, worker_env
+
+pytestmark = pytest.mark.kafka
+
+
+def simulate(out_dir: Path, users: int = 4, minutes: int = 6, seed: int = 7) -> dict[str, Any]:
+    """Simulated pod logs (CRI files) and their ground truth, written by `pioneer-telemetry simulate`."""
+    truth = out_dir / "truth.json"
+    subprocess.run(
+        [sys.executable, "-m", "pioneer_telemetry", "simulate", "--users", str(users), "--seed", str(seed),
+         "--duration", str(minutes * 60), "--rate", "0", "--out-dir", str(out_dir), "--truth", str(truth),
+         "--start", "2026-11-26T09:00:00Z"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return json.loads(truth.read_text())
+
+
+def epoch_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def truth_range(truth: dict[str, Any]) -> dict[str, int]:
+    return {"from_ms": epoch_ms(truth["start"]) // 60_000 * 60_000, "to_ms": epoch_ms(truth["end"]) + 60_000}
+
+
+def all_counted(truth: dict[str, Any]) -> Any:
+    def check(worker: WorkerProcess) -> bool:
+        overview = worker.get("overview", **truth_range(truth))
+        return overview["current"]["events"] >= truth["total"]
+
+    return check
+
+
+def assert_equals_truth(worker: WorkerProcess, truth: dict[str, Any]) -> None:
+    """Every aggregate the API returns equals the simulator's ground truth."""
+    span = truth_range(truth)
+    slug = {user: pod["slug"] for user, pod in truth["pods"].items()}
+
+    points = {p["start_ms"]: p for p in worker.get("timeseries", **span)["points"]}
+    for minute, expected in truth["windows"].items():
+        point = points[epoch_ms(minute)]
+        assert point["events"] == expected["total"], minute
+        assert point["events_by_name"] == dict(sorted(expected["by_event"].items())), minute
+        assert point["active_users"] == expected["users"], minute
+        assert point["active_sessions"] == expected["sessions"], minute
+        assert point["active_notebooks"] == expected["notebooks"], minute
+        assert (point["executions"], point["failures"]) == (expected["executions"], expected["failures"]), (
+            minute
+        )
+    assert sum(p["events"] for p in points.values()) == truth["total"]
+
+    overview = worker.get("overview", **span)["current"]
+    assert overview["events"] == truth["total"]
+    assert overview["events_by_name"] == dict(sorted(truth["by_event"].items()))
+    assert overview["failures_by_error"] == dict(sorted(truth["failures_by_error"].items()))
+    assert (overview["active_users"], overview["active_sessions"]) == (
+        len(truth["by_user"]),
+        len(truth["by_session"]),
+    )
+    assert overview["late"] == overview["duplicates"] == 0
+
+    users = {row["user"]: row for row in worker.get("top", dimension="users", limit=1000, **span)["rows"]}
+    assert {u: users[slug[u]]["events"] for u in truth["by_user"]} == truth["by_user"]
+    for user, expected in truth["executions_by_user"].items():
+        detail = worker.get(f"users/{slug[user]}", **span)
+        assert (detail["executions"], detail["failures"]) == (expected["executions"], expected["failures"])
+        assert detail["events"] == truth["by_user"][user]
+
+    notebooks = worker.get("top", dimension="notebooks", limit=1000, **span)["rows"]
+    by_notebook = {(row["user"], row["notebook"]): row for row in notebooks}
+    for user, paths in truth["by_notebook"].items():
+        for path, events in paths.items():
+            row = by_notebook[(slug[user], path)]
+            expected = (
+                truth["executions_by_notebook"].get(user, {}).get(path, {"executions": 0, "failures": 0})
+            )
+            assert (row["events"], row["executions"], row["failures"]) == (
+                events, expected["executions"], expected["failures"],
+            ), (user, path)  # fmt: skip
+    assert len(notebooks) == sum(len(paths) for paths in truth["by_notebook"].values())
+
+
+def collect(kafka_broker: str, topics: TopicSettings, log_dir: Path, tmp_path: Path) -> None:
+    """The collector forwards the simulated files to the raw topic, then stops."""
+    expected = sum(1 for path in log_dir.glob("*.log") for line in path.open() if "eventDetail" in line)
+    collector = CollectorThread(settings_for(log_dir, tmp_path), kafka_broker, topics)
+    try:
+        assert len(consume(kafka_broker, topics.raw, expected=expected)) == expected
+    finally:
+        collector.stop()
+
+
+@pytest.fixture
+def app_id() -> str:
+    return f"pt-test-{uuid.uuid4().hex[:8]}"
+
+
+def test_one_worker_equals_the_ground_truth(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
+) -> None:
+    truth = simulate(tmp_path / "logs")
+    collect(kafka_broker, topics, tmp_path / "logs", tmp_path)
+    worker = WorkerProcess(
+        worker_env(kafka_broker, topics, app_id), tmp_path / "w1", tmp_path / "w1.log"
+    ).start()
+    try:
+        worker.wait_until(all_counted(truth), what="all events counted")
+        assert_equals_truth(worker, truth)
+        events = consume(kafka_broker, topics.events, expected=truth["total"])
+        assert Counter(e["event_name"] for e in events) == Counter(truth["by_event"])
+        assert not any(secret in json.dumps(events) for secret in truth["secret_values"])
+        aggregates = consume(kafka_broker, topics.aggregates, expected=1)
+        assert all(m.get("events") for m in aggregates)  # closed minute windows were published
+    finally:
+        worker.kill(signal.SIGTERM)
+
+
+def test_two_workers_share_the_partitions_and_both_answer_everything(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
+) -> None:
+    truth = simulate(tmp_path / "logs", users=6, seed=11)
+    env = worker_env(kafka_broker, topics, app_id)
+    first = WorkerProcess(env, tmp_path / "w1", tmp_path / "w1.log").start()
+    second = WorkerProcess(env, tmp_path / "w2", tmp_path / "w2.log").start()
+    try:
+        for worker in (first, second):
+            worker.wait_until(lambda w: len(w.get("health")["workers"]) == 2, what="two workers in the group")
+        collect(kafka_broker, topics, tmp_path / "logs", tmp_path)
+        for worker in (first, second):
+            worker.wait_until(all_counted(truth), what="all events counted")
+            assert_equals_truth(worker, truth)
+        owned = [set(w.get("local/health")["partitions"]) for w in (first, second)]
+        assert owned[0]
+        assert owned[1]
+        assert not owned[0] & owned[1]
+    finally:
+        first.kill(signal.SIGTERM)
+        second.kill(signal.SIGTERM)
+
+
+def test_kill_9_and_restart_neither_loses_nor_double_counts(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
+) -> None:
+    truth = simulate(tmp_path / "logs", users=6, minutes=10, seed=5)
+    env = worker_env(kafka_broker, topics, app_id) | {"PIONEER_WORKER_BATCH_SIZE": "200"}
+    worker = WorkerProcess(env, tmp_path / "w1", tmp_path / "w1.log").start()
+    collect_thread = CollectorThread(settings_for(tmp_path / "logs", tmp_path), kafka_broker, topics)
+    try:
+        worker.wait_until(lambda w: w.get("overview", **truth_range(truth))["current"]["events"] > 1000,
+                          what="part of the events counted")  # fmt: skip
+        worker.kill(signal.SIGKILL)
+        worker.start()  # same data dir: RocksDB state plus changelog recovery
+        worker.wait_until(all_counted(truth), what="all events counted after the restart")
+        assert_equals_truth(worker, truth)
+    finally:
+        collect_thread.stop()
+        worker.kill(signal.SIGTERM)
+
+
+def test_malformed_lines_become_dead_letters_and_the_worker_goes_on(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
+) -> None:
+    good = (
+        '2026-11-26 09:00:01,000      INFO   20 jupyter_jupyterlab_pioneer_config: {"eventDetail": '
+        '{"eventName": "NotebookSaveEvent", "eventTime": 1795683601000, "eventInfo": null}, '
+        '"notebookState": {"sessionID": "s1", "notebookPath": "a.ipynb", "notebookContent": null}}'
+    )
+    bad = {
+        "invalid_json": good[:120],
+        "schema_violation": good.replace("1795683601000", '"soon"'),
+        "invalid_json ": good.replace('"eventInfo"', "'eventInfo'"),
+    }
+    kubernetes = {"pod_name": "jupyter-zoe", "namespace_name": "dev", "container_name": "notebook"}
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+        await producer.start()
+        try:
+            for n, line in enumerate([good, *bad.values(), good.replace("s1", "s2")]):
+                envelope = {"log": line, "stream": "stderr", "time": "2026-11-26T09:00:01Z",
+                            "kubernetes": kubernetes, "source": {"id": "zoe.log", "offset": n * 1000}}  # fmt: skip
+                await producer.send_and_wait(topics.raw, json.dumps(envelope).encode(), key=b"jupyter-zoe")
+            await producer.send_and_wait(topics.raw, b"\xff not even json", key=b"jupyter-zoe")
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    worker = WorkerProcess(
+        worker_env(kafka_broker, topics, app_id), tmp_path / "w", tmp_path / "w.log"
+    ).start()
+    try:
+        span = {"from_ms": 1795683600000, "to_ms": 1795683660000}
+        worker.wait_until(lambda w: w.get("overview", **span)["current"]["events"] == 2, what="good events")
+        dead = consume(kafka_broker, topics.deadletter, expected=3)
+        assert sorted(d["reason"] for d in dead) == ["invalid_json", "invalid_json", "schema_violation"]
+        assert {d["source"]["offset"] for d in dead} == {1000, 2000, 3000}
+        health = worker.wait_until(lambda w: w.get("health")["last_24h"]["dead_letters"] == 3 and w.get("health"),
+                                   what="dead letters counted")  # fmt: skip
+        assert health["lag"] == 0
+    finally:
+        worker.kill(signal.SIGTERM)
