@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -79,15 +80,30 @@ def kafka_status(data_dir: Path = DataDirOption) -> None:
 
 @app.command()
 def up(
-    port: int = typer.Option(None, "--port", help="Port for the local broker (default 9092)."),
-    data_dir: Path = DataDirOption,
+    port: Annotated[int | None, typer.Option(help="Port for the local broker (default 9092).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Broker data directory.")] = None,
+    demo: Annotated[
+        bool | None, typer.Option("--demo/--no-demo", help="Simulated users as log source.")
+    ] = None,
+    worker_port: Annotated[int | None, typer.Option(help="Port of the worker's read API (6066).")] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Stack state: demo and component logs.")
+    ] = None,
 ) -> None:
-    """Bring up the local stack in the foreground: Kafka and the topics. Ctrl-C stops what it started."""
-    from pioneer_telemetry.stack import LocalStack, run_until_interrupted, stop_on_signals  # noqa: PLC0415
+    """Bring up the local stack in the foreground: Kafka, topics, worker, collector and the simulated
+    demo users. Ctrl-C stops what it started."""
+    from pioneer_telemetry.stack import (  # noqa: PLC0415
+        LocalStack,
+        StackSettings,
+        run_until_interrupted,
+        stop_on_signals,
+    )
     from streams.topics import TopicSettings  # noqa: PLC0415
 
     stop = stop_on_signals()
-    stack = LocalStack(KafkaSettings(), _local_kafka(port, data_dir), TopicSettings())
+    flags = {"demo": demo, "worker_port": worker_port, "directory": directory}
+    stack_settings = StackSettings(**{k: v for k, v in flags.items() if v is not None})
+    stack = LocalStack(KafkaSettings(), _local_kafka(port, data_dir), TopicSettings(), stack_settings)
     try:
         info = stack.start()
     except (LocalKafkaError, OSError) as error:
@@ -98,6 +114,11 @@ def up(
     typer.echo(f"Kafka      {info.bootstrap}  ({origin})")
     for topic in info.topics:
         typer.echo(f"topic      {topic.name}  partitions={topic.partitions}  {topic.action}")
+    for child in info.children:
+        typer.echo(
+            f"{child.name:10s} pid {child.process.pid if child.process else '-'}  log {child.log_path}"
+        )
+    typer.echo(f"API        {info.api_url}")
     typer.echo("Stack is up. Press Ctrl-C to stop.")
     raise typer.Exit(run_until_interrupted(stack, stop))
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -14,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pioneer_telemetry.kafka_local import LocalBroker, port_is_free
+from pioneer_telemetry.kafka_local import LocalBroker, free_port, port_is_free
 from streams.topics import TopicSettings, TopicSpec, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.kafka
@@ -115,55 +119,72 @@ def test_start_twice_runs_one_broker_and_stop_leaves_nothing(tmp_path: Path) -> 
     assert cli("kafka", "status", "--data-dir", data_dir).returncode == 1
 
 
-def test_up_creates_topics_and_ctrl_c_stops_the_broker_it_started(tmp_path: Path) -> None:
+def test_up_runs_the_whole_stack_and_ctrl_c_stops_everything_it_started(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("KAFKA_BOOTSTRAP_SERVERS")}
     env["PIONEER_TOPICS_PARTITIONS"] = "2"
-    data_dir = tmp_path / "stack"
+    data_dir, worker_port = tmp_path / "broker", free_port()
     process = subprocess.Popen(
-        [*CLI, "up", "--port", "0", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+        [*CLI, "up", "--port", "0", "--data-dir", str(data_dir), "--dir", str(tmp_path / "stack"),
+         "--worker-port", str(worker_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    children: list[int] = []
     try:
-        lines = []
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("Stack is up"):
-                break
-        output = "".join(lines)
-        assert "Stack is up" in output, output + (process.stderr.read() if process.stderr else "")
+        output = read_until(process, "Stack is up")
         for name in (
             TopicSettings().model_dump(include={"raw", "events", "deadletter", "aggregates"}).values()
         ):
             assert f"topic      {name}  partitions=2  created" in output
+        children = [int(line.split()[2]) for line in output.splitlines() if line.split()[0] in
+                    ("worker", "collector", "simulator")]  # fmt: skip
+        assert len(children) == 3
         state = LocalBroker(data_dir).state()
         assert state is not None
+        events = wait_for_events(f"http://127.0.0.1:{worker_port}/api/v1/overview", timeout_s=120)
+        assert events > 0  # simulated users -> files -> collector -> Kafka -> worker -> API
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
+        assert process.wait(timeout=90) == 0
     assert LocalBroker(data_dir).state() is None
     assert port_is_free(state.port)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
 
 
 def test_up_uses_an_existing_cluster_from_kafka_bootstrap_servers(kafka_broker: str, tmp_path: Path) -> None:
     prefix = f"ext{uuid.uuid4().hex[:6]}"
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_broker, PIONEER_TOPICS_RAW=f"{prefix}.raw")
     process = subprocess.Popen(
-        [*CLI, "up", "--data-dir", str(tmp_path / "unused")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+        [*CLI, "up", "--data-dir", str(tmp_path / "unused"), "--no-demo", "--dir", str(tmp_path / "stack"),
+         "--worker-port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
     try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        assert first.startswith(f"Kafka      {kafka_broker}  (already running")
+        output = read_until(process, "Stack is up")
+        assert output.startswith(f"Kafka      {kafka_broker}  (already running")
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=60) == 0
     assert not (tmp_path / "unused").exists()
     assert asyncio.run(partition_counts(kafka_broker, [f"{prefix}.raw"])) == {f"{prefix}.raw": 8}
+
+
+def read_until(process: subprocess.Popen[str], marker: str) -> str:
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith(marker):
+            return "".join(lines)
+    raise AssertionError("".join(lines) + (process.stderr.read() if process.stderr else ""))
+
+
+def wait_for_events(url: str, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(url, timeout=5) as response:
+                events = json.load(response)["current"]["events"]
+            if events:
+                return events
+        time.sleep(1)
+    return 0
