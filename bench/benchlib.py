@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pioneer_telemetry.kafka_local import BrokerState, LocalBroker
 from streams.topics import TopicSettings, ensure_topics, topic_specs
@@ -58,8 +59,24 @@ def unique_topics(prefix: str, partitions: int = 8) -> TopicSettings:
 
 
 def create_topics(bootstrap: str, prefix: str, partitions: int = 8) -> TopicSettings:
+    """The pipeline's four topics under fresh names, returned once every partition has a leader."""
     topics = unique_topics(prefix, partitions)
-    asyncio.run(ensure_topics(bootstrap, topic_specs(topics)))
+
+    async def create() -> None:
+        specs = topic_specs(topics)
+        await ensure_topics(bootstrap, specs)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            for _ in range(100):
+                described = await admin.describe_topics([spec.name for spec in specs])
+                if all(p["leader"] >= 0 for t in described for p in t["partitions"]):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
     return topics
 
 
@@ -116,10 +133,12 @@ async def read_topic(bootstrap: str, topic: str, partitions: int) -> Records:
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         records: Records = {p: [] for p in range(partitions)}
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        remaining = sum(end.values())
+        while remaining > 0:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             for tp, messages in batch.items():
                 records[tp.partition] += [(m.key or b"", m.value or b"") for m in messages]
+                remaining -= len(messages)
         return records
     finally:
         await consumer.stop()

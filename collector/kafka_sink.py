@@ -151,26 +151,29 @@ class KafkaSink:
         task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, batch: _Batch) -> None:
+        """Send one batch and wait for its ack, holding its partition (FIFO) meanwhile: a resent batch
+        can never overtake or be overtaken by a newer one, so every source's lines stay in order.
+        (aiokafka keeps one request per partition in flight anyway.)"""
         backoff = 0.5
-        while True:
-            try:
-                async with self._ordered[batch.partition]:  # FIFO: enqueue in submission order
+        async with self._ordered[batch.partition]:
+            while True:
+                try:
                     acks = [
                         await self.producer.send_batch(kafka_batch, self.topic, partition=batch.partition)
                         for kafka_batch in self._kafka_batches(batch.records)
                     ]
-                await asyncio.gather(*acks)
-                break
-            except KafkaError as error:
-                METRICS.send_retries.inc()
-                log.warning(
-                    "batch of %d lines not acknowledged (%s); retrying in %.1f s",
-                    len(batch.records),
-                    error,
-                    backoff,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                    await asyncio.gather(*acks)
+                    break
+                except KafkaError as error:
+                    METRICS.send_retries.inc()
+                    log.warning(
+                        "batch of %d lines not acknowledged (%s); retrying in %.1f s",
+                        len(batch.records),
+                        error,
+                        backoff,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
         self._unacked_bytes -= batch.size
         METRICS.buffered_bytes.set(self._unacked_bytes)
         METRICS.lines_acked.inc(len(batch.records))

@@ -1,0 +1,612 @@
+"""Worker throughput and end-to-end latency: raw topic -> one Faust worker -> read API.
+
+Input: the simulator's lines (50 users, seed 1, `--events N`, fixed start) turned into the collector's
+envelopes (`log`, `stream`, `time`, `kubernetes`, `source`; event lines only, secrets redacted as the
+collector does, keyed by pod and placed with Kafka's default partitioner) and produced to a fresh raw
+topic with `send_batch` before anything is timed.
+
+(a) throughput: per repeat a fresh `pioneer-telemetry worker` process (new app id and data dir, so it
+    reads the whole topic), timed from the moment its `/api/v1/health` answers until `/api/v1/overview`
+    over the simulated range counts all N events and `/api/v1/health` reports lag 0 (polled every
+    0.1 s). The counts must then equal the simulator's ground truth (total, per event name, users,
+    sessions; no late, duplicate or dead-lettered events), else the run prints FAILED. Also reported:
+    worker start-up (spawn to health answering), the time to the first counted event, and the CPU
+    seconds of worker and broker over the timed interval.
+(b) latency: one more worker on fresh topics; envelopes paced at `--rate` (5,000/s) whose log time is
+    "now", for `--duration` seconds per repeat (after a 3 s warm-up). Every 50 ms one of them is a
+    marker event with a unique session id (user `bench-marker`, partitions in turn); a poller asks
+    `/api/v1/users/bench-marker` every 20 ms and notes when each marker's session first appears.
+    Latency = that response's arrival - the marker's hand-over to the producer (an upper bound with
+    ~20 ms + one request of resolution). Reports p50 / p99 / max; a marker never seen is a FAILED.
+(c) reference: a plain aiokafka consumer over the same pre-filled topic, `orjson.loads` of the
+    envelope, `LineParser.parse`, and a dict count by event name, in this process.
+
+    .venv/bin/python bench/bench_worker.py [--events 500000] [--repeat 3] [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from benchlib import (
+    SIM_START,
+    Records,
+    Results,
+    create_topics,
+    private_broker,
+    process_cpu_seconds,
+    produce,
+    send_records,
+)
+
+from collector.edge import redact_line
+from collector.lines import kubernetes_metadata
+from collector.simulate import LogLine, SimulatorSettings, run
+from collector.simulate_output import STREAM, Framing, rfc3339_nano
+from pioneer_telemetry.kafka_local import free_port
+from streams.identity import PodMeta
+from streams.parser import LineParser
+from streams.schema import PioneerEvent
+from streams.topics import TopicSettings
+
+PARTITIONS = 8
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+MARKER_USER = "bench-marker"
+POOL_SIZE = 20_000  # event lines kept as templates for the latency run
+ASCTIME_CHARS = len("2026-01-05 09:00:00,000")  # the log format starts with %(asctime)s
+EVENT_TIME = re.compile(r'"eventTime": \d+')
+
+
+# -- input ----------------------------------------------------------------------------------------
+
+
+class EnvelopeSink:
+    """A simulator sink producing what the collector would: an envelope per event line, by partition."""
+
+    def __init__(self, partitions: int) -> None:
+        self.records: Records = {p: [] for p in range(partitions)}
+        self.pool: list[tuple[str, str]] = []  # (pod name, redacted line) templates for the latency run
+        self._all = list(range(partitions))
+        self._partitioner = DefaultPartitioner()
+        self._offsets: dict[str, int] = {}
+        self._pods: dict[str, tuple[bytes, int, dict[str, Any]]] = {}
+
+    def write(self, line: LogLine, framed: str) -> None:
+        pod = line.pod
+        offset = self._offsets.get(pod.log_file, 0)
+        self._offsets[pod.log_file] = offset + len(framed.encode())
+        if line.event is None:
+            return  # the collector forwards event lines only
+        known = self._pods.get(pod.log_file)
+        if known is None:
+            key = pod.name.encode()
+            kubernetes = kubernetes_metadata(PodMeta.from_log_path(pod.log_file))
+            known = self._pods[pod.log_file] = (key, self._partitioner(key, self._all, self._all), kubernetes)
+        key, partition, kubernetes = known
+        text = redact_line(line.text)
+        envelope = {
+            "log": text,
+            "stream": STREAM,
+            "time": rfc3339_nano(line.ns),
+            "kubernetes": kubernetes,
+            "source": {"id": f"/var/log/containers/{pod.log_file}#1", "offset": offset},
+        }
+        self.records[partition].append((key, orjson.dumps(envelope)))
+        if len(self.pool) < POOL_SIZE:
+            self.pool.append((pod.name, text))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def simulate(events: int, users: int) -> tuple[EnvelopeSink, dict[str, Any]]:
+    settings = SimulatorSettings(
+        users=users, seed=1, rate=0, events=events, framing=Framing.CRI, start=SIM_START
+    )
+    sink = EnvelopeSink(PARTITIONS)
+    truth = run(settings, [sink])
+    return sink, truth.as_dict()
+
+
+def epoch_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def truth_span(truth: dict[str, Any], size_ms: int) -> dict[str, Any]:
+    """The simulated range at window size `size_ms`, as read API query parameters."""
+    start, end = epoch_ms(truth["start"]), epoch_ms(truth["end"])
+    return {
+        "from_ms": start - start % size_ms,
+        "to_ms": end - end % size_ms + size_ms,
+        "resolution": "minute" if size_ms == MINUTE_MS else "hour",
+    }
+
+
+# -- the worker process ---------------------------------------------------------------------------
+
+
+class Worker:
+    """`pioneer-telemetry worker` as a subprocess with its own app id, port and data dir."""
+
+    def __init__(self, bootstrap: str, topics: TopicSettings, work: Path, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.data_dir = work / name
+        self.log_path = work / f"{name}.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PIONEER_")} | {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "PIONEER_TOPICS_RAW": topics.raw,
+            "PIONEER_TOPICS_EVENTS": topics.events,
+            "PIONEER_TOPICS_DEADLETTER": topics.deadletter,
+            "PIONEER_TOPICS_AGGREGATES": topics.aggregates,
+            "PIONEER_TOPICS_PARTITIONS": str(topics.partitions),
+            "PIONEER_WORKER_APP_ID": f"bench-{name}-{uuid.uuid4().hex[:8]}",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "pioneer_telemetry", "worker", "--web-port", str(self.port),
+                   "--data-dir", str(self.data_dir)]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def get(self, path: str, **params: Any) -> Any:
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=30) as response:
+            return json.load(response)
+
+    def alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker {self.name} exited:\n{self.log_tail()}")
+
+    def wait(self, check: Callable[[Worker], Any], timeout_s: float, interval_s: float = 0.05) -> Any:
+        """Poll `check` until it returns something truthy; returns it."""
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            self.alive()
+            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+                if result := check(self):
+                    return result
+            time.sleep(interval_s)
+        raise TimeoutError(
+            f"worker {self.name}: condition not reached in {timeout_s:.0f} s\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def running(worker: Worker) -> Iterator[Worker]:
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def caught_up(partitions: int) -> Callable[[Worker], bool]:
+    """Health says every partition is assigned and read to its end (an empty one has highwater 0)."""
+
+    def check(worker: Worker) -> bool:
+        health = worker.get("health")
+        parts = health["partitions"].values()
+        return len(parts) == partitions and all(p["lag"] == 0 or p["highwater"] == 0 for p in parts)
+
+    return check
+
+
+# -- (a) throughput -------------------------------------------------------------------------------
+
+
+def check_truth(worker: Worker, truth: dict[str, Any]) -> list[str]:
+    """Differences between the API's overview of the simulated range and the ground truth."""
+    current = worker.get("overview", **truth_span(truth, MINUTE_MS))["current"]
+    expected = {
+        "events": truth["total"],
+        "events_by_name": dict(sorted(truth["by_event"].items())),
+        "active_users": len(truth["by_user"]),
+        "active_sessions": len(truth["by_session"]),
+        "executions": truth["executions"],
+        "failures": truth["failures"],
+        "late": 0,
+        "duplicates": 0,
+        "dead_letters": 0,
+    }
+    return [f"{k}: API {current[k]!r} != truth {v!r}" for k, v in expected.items() if current[k] != v]
+
+
+def measure_throughput(
+    bootstrap: str, broker_pid: int, topics: TopicSettings, work: Path, *, name: str, truth: dict[str, Any]
+) -> dict[str, Any]:
+    total = truth["total"]
+    progress_span = truth_span(truth, HOUR_MS)  # few windows: cheap to ask for often
+    worker = Worker(bootstrap, topics, work, name)
+    spawned = time.perf_counter()
+    with running(worker):
+        ready = worker.wait(lambda w: w.get("health") is not None, timeout_s=120) and time.perf_counter()
+        cpu0, broker0 = process_cpu_seconds(worker.pid), process_cpu_seconds(broker_pid)
+        first: float | None = None
+
+        def finished(w: Worker) -> float | None:
+            nonlocal first
+            counted = w.get("overview", **progress_span)["current"]["events"]
+            now = time.perf_counter()
+            if counted and first is None:
+                first = now
+            return now if counted >= total and caught_up(PARTITIONS)(w) else None
+
+        done = worker.wait(finished, timeout_s=60 + total / 1000, interval_s=0.1)
+        cpu, broker_cpu = process_cpu_seconds(worker.pid) - cpu0, process_cpu_seconds(broker_pid) - broker0
+        problems = check_truth(worker, truth)
+    return {
+        "startup_s": ready - spawned,
+        "wall_s": done - ready,
+        "first_s": (first or done) - ready,
+        "cpu_s": cpu,
+        "broker_cpu_s": broker_cpu,
+        "problems": problems,
+    }
+
+
+# -- (c) reference --------------------------------------------------------------------------------
+
+
+async def reference_loop(bootstrap: str, topic: str, partitions: int, total: int) -> dict[str, Any]:
+    """Consume + decode + parse + count, nothing else: what one Python process can do at best."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        parser = LineParser()
+        pods: dict[str, PodMeta] = {}
+        counts: dict[str, int] = {}
+        seen = 0
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for messages in batch.values():
+                seen += len(messages)
+                for message in messages:
+                    envelope = orjson.loads(message.value)
+                    kubernetes = envelope["kubernetes"]
+                    pod = pods.get(kubernetes["pod_name"])
+                    if pod is None:
+                        pod = pods[kubernetes["pod_name"]] = PodMeta.from_fluent_bit(kubernetes)
+                    source = envelope["source"]
+                    result = parser.parse(
+                        envelope["log"], source["id"], source["offset"], pod, envelope["time"]
+                    )
+                    if isinstance(result, PioneerEvent):
+                        counts[result.event_name] = counts.get(result.event_name, 0) + 1
+        wall = time.perf_counter() - started
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        await consumer.stop()
+    cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "counts": counts}
+
+
+# -- (b) latency ----------------------------------------------------------------------------------
+
+
+def asctime(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + f",{ms % 1000:03d}"
+
+
+@dataclass
+class Feed:
+    """Envelopes of events logged "now": simulator lines re-stamped, and marker events."""
+
+    pool: list[tuple[str, str]]
+    partitions: int
+    next_line: int = 0
+    offsets: dict[str, int] = field(default_factory=dict)
+    _placed: dict[str, tuple[bytes, int, dict[str, Any]]] = field(default_factory=dict)
+
+    def _source_offset(self, source: str) -> int:
+        self.offsets[source] = offset = self.offsets.get(source, -1) + 1
+        return offset
+
+    def _envelope(self, line: str, pod: str, source: str, now_ms: int) -> bytes:
+        placed = self._placed.get(pod)
+        if placed is None:
+            key = pod.encode()
+            every = list(range(self.partitions))
+            kubernetes = kubernetes_metadata(PodMeta(pod=pod, namespace="dev", container="notebook"))
+            placed = self._placed[pod] = (key, DefaultPartitioner()(key, every, every), kubernetes)
+        return orjson.dumps(
+            {
+                "log": line,
+                "stream": STREAM,
+                "time": rfc3339_nano(now_ms * 1_000_000),
+                "kubernetes": placed[2],
+                "source": {"id": source, "offset": self._source_offset(source)},
+            }
+        )
+
+    def background(self, now_ms: int) -> tuple[int, bytes, bytes]:
+        pod, text = self.pool[self.next_line % len(self.pool)]
+        self.next_line += 1
+        rest = EVENT_TIME.sub(f'"eventTime": {now_ms - 20}', text[ASCTIME_CHARS:], count=1)
+        value = self._envelope(asctime(now_ms) + rest, pod, f"bench-latency/{pod}", now_ms)
+        key, partition, _ = self._placed[pod]
+        return partition, key, value
+
+    def marker(self, session: str, number: int, now_ms: int) -> tuple[int, bytes, bytes]:
+        template = self.pool[0][1]
+        prefix = template[ASCTIME_CHARS : template.index('{"eventDetail"')]
+        line = (
+            f'{asctime(now_ms)}{prefix}{{"eventDetail": {{"eventName": "NotebookSaveEvent", '
+            f'"eventTime": {now_ms - 20}, "eventInfo": null}}, "notebookState": {{"sessionID": '
+            f'"{session}", "notebookPath": "bench/marker.ipynb", "notebookContent": null}}}}'
+        )
+        partition = number % self.partitions
+        pod = f"jupyter-{MARKER_USER}"
+        value = self._envelope(line, pod, f"bench-latency/marker-{partition}", now_ms)
+        return partition, pod.encode(), value
+
+
+@dataclass
+class LatencyRun:
+    latencies_ms: list[float]
+    lost: int
+    produced: int
+    seconds: float
+    worker_cpu_s: float
+
+
+async def poll_markers(
+    url: str, sent: dict[str, float], seen: dict[str, float], done: asyncio.Event, interval_s: float
+) -> None:
+    """Note when each sent marker's session first shows in the API; stop when all did (or 15 s after
+    producing ended)."""
+    from_ms = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS - MINUTE_MS
+    give_up: float | None = None
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        while True:
+            params = {"from_ms": from_ms, "to_ms": int(time.time() * 1000) + MINUTE_MS}
+            async with session.get(f"{url}/api/v1/users/{MARKER_USER}", params=params) as response:
+                body = orjson.loads(await response.read())
+            arrived = time.perf_counter()
+            for marker in body["sessions"]:
+                if marker in sent and marker not in seen:
+                    seen[marker] = arrived
+            if done.is_set():
+                if len(seen) == len(sent):
+                    return
+                give_up = give_up or arrived + 15
+                if arrived > give_up:
+                    return
+            await asyncio.sleep(interval_s)
+
+
+async def latency_run(
+    worker: Worker, bootstrap: str, topic: str, feed: Feed, *, rate: float, duration_s: float, tag: str
+) -> LatencyRun:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0, compression_type="gzip"
+    )
+    await producer.start()
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    done = asyncio.Event()
+    poller = asyncio.create_task(poll_markers(worker.url, sent, seen, done, interval_s=0.02))
+    acks: list[asyncio.Future[Any]] = []
+    produced = 0
+    cpu0 = process_cpu_seconds(worker.pid)
+    started = time.perf_counter()
+    next_marker = 0.0
+    try:
+        while (elapsed := time.perf_counter() - started) < duration_s:
+            now_ms = int(time.time() * 1000)
+            records: Records = defaultdict(list)
+            due = int(elapsed * rate) - produced
+            for _ in range(due):
+                partition, key, value = feed.background(now_ms)
+                records[partition].append((key, value))
+            produced += due
+            markers = []
+            if elapsed >= next_marker:
+                markers.append(f"{tag}-{len(sent)}")
+                partition, key, value = feed.marker(markers[-1], len(sent), now_ms)
+                records[partition].append((key, value))
+                next_marker += 0.05
+            handed_over = time.perf_counter()
+            for marker in markers:
+                sent[marker] = handed_over
+            acks += await send_records(producer, topic, records)
+            await asyncio.sleep(0.005)
+        seconds = time.perf_counter() - started
+        done.set()
+        await asyncio.gather(*acks)
+        await poller
+    finally:
+        poller.cancel()
+        await producer.stop()
+    cpu = process_cpu_seconds(worker.pid) - cpu0
+    latencies = sorted((seen[m] - sent[m]) * 1000 for m in seen)
+    return LatencyRun(latencies, len(sent) - len(seen), produced + len(sent), seconds, cpu)
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def bench_throughput(
+    args: argparse.Namespace,
+    bootstrap: str,
+    broker_pid: int,
+    work: Path,
+    *,
+    results: Results,
+    say: Callable[[str], None],
+) -> list[tuple[str, str]]:
+    """(a) and (c), interleaved; returns event line templates for the latency runs."""
+    began = time.perf_counter()
+    sink, truth = simulate(args.events, args.users)
+    envelopes = sum(len(r) for r in sink.records.values())
+    say(f"simulated {truth['total']} events ({envelopes} envelopes) in {time.perf_counter() - began:.1f} s")
+    topics = create_topics(bootstrap, "worker", PARTITIONS)
+    began = time.perf_counter()
+    asyncio.run(produce(bootstrap, topics.raw, sink.records))
+    say(f"pre-filled {topics.raw} in {time.perf_counter() - began:.1f} s")
+    pool = sink.pool
+    del sink  # the envelopes are in Kafka now
+    total = truth["total"]
+    for repeat in range(args.repeat):
+        run_ = measure_throughput(bootstrap, broker_pid, topics, work, name=f"w{repeat + 1}", truth=truth)
+        for problem in run_["problems"]:
+            results.fail(f"throughput run {repeat + 1}: {problem}")
+        rate = total / run_["wall_s"]
+        results.add("(a) worker events/s (ready -> all counted, lag 0)", rate, "events/s", "50,000")
+        results.add("(a) worker start-up (spawn -> health answers)", run_["startup_s"], "s")
+        results.add("(a) ready -> first event counted", run_["first_s"], "s")
+        results.add("(a) worker CPU / wall (timed interval)", run_["cpu_s"] / run_["wall_s"], "cores")
+        results.add("(a) broker CPU (timed interval)", run_["broker_cpu_s"], "s")
+        say(f"(a) run {repeat + 1}: {rate:,.0f} events/s ({run_['wall_s']:.1f} s, first count after "
+            f"{run_['first_s']:.1f} s, worker CPU {run_['cpu_s']:.1f} s)")  # fmt: skip
+
+        ref = asyncio.run(reference_loop(bootstrap, topics.raw, PARTITIONS, total))
+        if ref["counts"] != truth["by_event"]:
+            results.fail(f"reference run {repeat + 1}: counts differ from the truth")
+        results.add("(c) reference: consume + parse + count", total / ref["wall_s"], "events/s")
+        results.add("(c) reference CPU / wall", ref["cpu_s"] / ref["wall_s"], "cores")
+        say(f"(c) run {repeat + 1}: {total / ref['wall_s']:,.0f} events/s")
+    return pool
+
+
+def bench_latency(
+    args: argparse.Namespace,
+    bootstrap: str,
+    work: Path,
+    pool: list[tuple[str, str]],
+    *,
+    results: Results,
+    say: Callable[[str], None],
+) -> None:
+    topics = create_topics(bootstrap, "latency", PARTITIONS)
+    feed = Feed(pool, PARTITIONS)
+    with running(Worker(bootstrap, topics, work, "latency")) as worker:
+        worker.wait(lambda w: len(w.get("health")["partitions"]) == PARTITIONS, timeout_s=120)
+        warm = asyncio.run(
+            latency_run(worker, bootstrap, topics.raw, feed, rate=args.rate, duration_s=3.0, tag="warm")
+        )
+        say(f"(b) warm-up: {len(warm.latencies_ms)} markers seen, {warm.lost} lost")
+        for repeat in range(args.repeat):
+            run_ = asyncio.run(
+                latency_run(
+                    worker,
+                    bootstrap,
+                    topics.raw,
+                    feed,
+                    rate=args.rate,
+                    duration_s=args.duration,
+                    tag=f"r{repeat}",
+                )
+            )
+            if run_.lost or not run_.latencies_ms:
+                results.fail(f"latency run {repeat + 1}: {run_.lost} of the markers never showed up")
+            if not run_.latencies_ms:
+                continue
+            p50, p99 = percentile(run_.latencies_ms, 50), percentile(run_.latencies_ms, 99)
+            results.add("(b) latency p50", p50, "ms")
+            results.add("(b) latency p99", p99, "ms", "< 2,000")
+            results.add("(b) latency max", run_.latencies_ms[-1], "ms")
+            results.add("(b) offered rate (achieved)", run_.produced / run_.seconds, "events/s")
+            results.add("(b) worker CPU / wall", run_.worker_cpu_s / run_.seconds, "cores")
+            say(f"(b) run {repeat + 1}: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {run_.latencies_ms[-1]:.0f} ms "
+                f"over {len(run_.latencies_ms)} markers at {run_.produced / run_.seconds:,.0f} events/s")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=None, help="events pre-filled (default 500000)")
+    parser.add_argument("--users", type=int, default=50, help="simulated users (pods)")
+    parser.add_argument("--rate", type=float, default=5000, help="latency run: events/s produced")
+    parser.add_argument("--duration", type=float, default=None, help="latency run: seconds (default 20)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs; min/median/max are reported")
+    parser.add_argument("--quick", action="store_true", help="50000 events, 10 s latency runs")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args()
+    args.events = args.events or (50_000 if args.quick else 500_000)
+    args.duration = args.duration or (10.0 if args.quick else 20.0)
+    results = Results()
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="pt-bench-worker-") as tmp, private_broker() as broker:
+        say(f"broker {broker.bootstrap} (pid {broker.pid})")
+        pool = bench_throughput(args, broker.bootstrap, broker.pid, Path(tmp), results=results, say=say)
+        bench_latency(args, broker.bootstrap, Path(tmp), pool, results=results, say=say)
+
+    config = {"events": args.events, "users": args.users, "rate": args.rate, "duration_s": args.duration,
+              "repeat": args.repeat, "partitions": PARTITIONS}  # fmt: skip
+    if args.json:
+        print(results.as_json(config))
+    else:
+        print(results.table(f"Worker: {args.events:,} events, {args.repeat} repeats, "
+                            f"latency at {args.rate:,.0f} events/s for {args.duration:.0f} s"))  # fmt: skip
+    if results.failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
