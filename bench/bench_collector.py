@@ -50,7 +50,7 @@ from prometheus_client import REGISTRY
 from collector.service import run_collector
 from collector.settings import CollectorSettings
 from collector.simulate import SimulatorSettings, run
-from collector.simulate_output import FileSink, Framing
+from collector.simulate_output import FileSink
 from pioneer_telemetry.config import KafkaSettings
 from streams.topics import TopicSettings
 
@@ -61,9 +61,7 @@ COMPRESSIONS = ("gzip", "none")  # the collector's default, and none
 
 def simulate(out_dir: Path, events: int, users: int) -> tuple[int, int]:
     """Write the pod log files; returns (all logical lines, pioneer event lines)."""
-    settings = SimulatorSettings(
-        users=users, seed=1, rate=0, events=events, framing=Framing.CRI, start=SIM_START
-    )
+    settings = SimulatorSettings(users=users, seed=1, rate=0, events=events, framing="cri", start=SIM_START)
     truth = run(settings, [FileSink(out_dir)])
     return truth.lines, truth.total
 

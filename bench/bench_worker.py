@@ -55,19 +55,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from benchlib import (
     SIM_START,
+    STREAM,
     Records,
     Results,
     create_topics,
     private_broker,
     process_cpu_seconds,
     produce,
+    rfc3339,
     send_records,
 )
 
 from collector.edge import redact_line
 from collector.lines import kubernetes_metadata
 from collector.simulate import LogLine, SimulatorSettings, run
-from collector.simulate_output import STREAM, Framing, rfc3339_nano
 from pioneer_telemetry.kafka_local import free_port
 from streams.identity import PodMeta
 from streams.parser import LineParser
@@ -113,7 +114,7 @@ class EnvelopeSink:
         envelope = {
             "log": text,
             "stream": STREAM,
-            "time": rfc3339_nano(line.ns),
+            "time": rfc3339(line.ns),
             "kubernetes": kubernetes,
             "source": {"id": f"/var/log/containers/{pod.log_file}#1", "offset": offset},
         }
@@ -129,9 +130,7 @@ class EnvelopeSink:
 
 
 def simulate(events: int, users: int) -> tuple[EnvelopeSink, dict[str, Any]]:
-    settings = SimulatorSettings(
-        users=users, seed=1, rate=0, events=events, framing=Framing.CRI, start=SIM_START
-    )
+    settings = SimulatorSettings(users=users, seed=1, rate=0, events=events, framing="cri", start=SIM_START)
     sink = EnvelopeSink(PARTITIONS)
     truth = run(settings, [sink])
     return sink, truth.as_dict()
@@ -371,7 +370,7 @@ class Feed:
             {
                 "log": line,
                 "stream": STREAM,
-                "time": rfc3339_nano(now_ms * 1_000_000),
+                "time": rfc3339(now_ms * 1_000_000),
                 "kubernetes": placed[2],
                 "source": {"id": source, "offset": self._source_offset(source)},
             }

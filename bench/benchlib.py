@@ -14,6 +14,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,14 @@ SIM_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 Records = dict[int, list[tuple[bytes, bytes]]]
 """(key, value) records by partition."""
+
+STREAM = "stderr"  # where pods write their logs (Python logging, Jupyter Server)
+
+
+def rfc3339(ns: int) -> str:
+    """A container runtime's timestamp (UTC, nanoseconds) for the collector's `time` field."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
 
 
 @contextlib.contextmanager
@@ -75,6 +84,8 @@ def create_topics(bootstrap: str, prefix: str, partitions: int = 8) -> TopicSett
                 await asyncio.sleep(0.1)
         finally:
             await admin.close()
+        for spec in specs:  # answers only once the broker really leads every partition
+            await end_offsets(bootstrap, spec.name, spec.partitions)
 
     asyncio.run(create())
     return topics

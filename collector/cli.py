@@ -16,8 +16,9 @@ from aiokafka.errors import KafkaError
 from collector.service import StdinSource, run_collector
 from collector.settings import CollectorSettings
 from collector.simulate import SimulatorSettings, run
-from collector.simulate_output import FileSink, Framing, KafkaSink, Sink, StreamSink
+from collector.simulate_output import FileSink, KafkaSink, Sink, StreamSink
 from pioneer_telemetry.config import KafkaSettings
+from streams.framing import Framing
 from streams.topics import TopicSettings
 
 
@@ -73,9 +74,7 @@ def simulate(
     if kafka:
         kafka_settings = KafkaSettings()
         try:
-            sinks.append(
-                KafkaSink(kafka_settings.bootstrap_servers, TopicSettings().raw, kafka_settings.client_id)
-            )
+            sinks.append(KafkaSink(kafka_settings, TopicSettings().raw))
         except KafkaError as error:
             typer.echo(f"cannot produce to Kafka at {kafka_settings.bootstrap_servers}: {error}", err=True)
             raise typer.Exit(1) from None

@@ -43,9 +43,10 @@ from collector.simulate_corpus import (
     server_chatter,
     startup,
 )
-from collector.simulate_output import Framing, Pod, frame
+from collector.simulate_output import Pod, frame
 from collector.simulate_truth import Truth
 from pioneer_telemetry.config import ComponentSettings
+from streams.framing import Framing
 
 if TYPE_CHECKING:
     from collector.simulate_output import Sink

@@ -1,5 +1,5 @@
 """How simulated lines leave the simulator: named and framed as the kubelet stores them, then written to
-log files, a stream (stdout) or Kafka (as Fluent Bit would send them).
+log files, a stream (stdout) or Kafka (through the collector's own sink).
 """
 
 from __future__ import annotations
@@ -10,24 +10,22 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-import orjson
 from aiokafka import AIOKafkaProducer
+
+from collector.edge import PodFilter
+from collector.kafka_sink import KafkaSink as CollectorKafkaSink
+from collector.lines import LogLine as CollectedLine
+from collector.service import start_producer
+from collector.settings import CollectorSettings
+from pioneer_telemetry.config import KafkaSettings
+from streams.framing import Framing
 
 if TYPE_CHECKING:
     from collector.simulate import LogLine
-
-
-class Framing(StrEnum):
-    """How a container runtime stores each output line in `/var/log/containers/*.log`."""
-
-    PLAIN = "plain"  # the bare line, as `kubectl logs` shows it
-    CRI = "cri"  # containerd / CRI-O: `<RFC3339Nano> <stream> <F|P> <content>`
-    DOCKER = "docker"  # docker json-file: `{"log":"<content>\n","stream":...,"time":...}`
 
 
 MAX_CHUNK = 16 * 1024
@@ -193,71 +191,58 @@ class FileSink:
             file.close()
 
 
-def fluent_bit_record(line: LogLine, offset: int) -> dict[str, object]:
-    """The record Fluent Bit's kafka output sends for a tailed line after the kubernetes filter.
-
-    `source` names the log file and the byte offset of the line in it, so consumers can drop duplicates.
-    """
-    pod = line.pod
+def kubernetes_of(pod: Pod) -> dict[str, Any]:
+    """The metadata Fluent Bit's kubernetes filter would attach to a line of this pod."""
     return {
-        "log": line.text,
-        "stream": STREAM,
-        "time": rfc3339_nano(line.ns),
-        "kubernetes": {
-            "pod_name": pod.name,
-            "namespace_name": pod.namespace,
-            "container_name": pod.container,
-            "labels": {
-                "hub.jupyter.org/username": pod.slug,
-                "component": "singleuser-server",
-                "app": "jupyterhub",
-            },
-            "annotations": {"hub.jupyter.org/username": pod.username},
+        "pod_name": pod.name,
+        "namespace_name": pod.namespace,
+        "container_name": pod.container,
+        "labels": {
+            "hub.jupyter.org/username": pod.slug,
+            "component": "singleuser-server",
+            "app": "jupyterhub",
         },
-        "source": {"id": pod.log_file, "offset": offset},
+        "annotations": {"hub.jupyter.org/username": pod.username},
     }
 
 
 class KafkaSink:
-    """Each line as a Fluent Bit record on the raw topic, keyed by pod name so a pod's lines stay in order.
+    """Each line straight to the raw topic through the collector's own Kafka path (pre-filter, secrets
+    removed at the edge, envelopes keyed by pod with the line's position in its would-be log file).
 
-    The simulator is synchronous; a private event loop drives aiokafka whenever a batch is flushed.
+    The simulator is synchronous; a private event loop drives the collector's sink when a batch is flushed.
     """
 
-    def __init__(self, bootstrap_servers: str, topic: str, client_id: str) -> None:
-        self._topic = topic
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self._offsets: dict[str, int] = {}  # bytes written to each pod's log file, by container id
-        self._pending: list[tuple[bytes, bytes, int]] = []
+        self._pending: list[CollectedLine] = []
         self._runner = asyncio.Runner()
         try:
-            self._producer = self._runner.run(self._start(bootstrap_servers, client_id))
+            self._producer, self._sink = self._runner.run(self._start(kafka, topic))
         except BaseException:
             self._runner.close()
             raise
 
     @staticmethod
-    async def _start(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=20,
-            compression_type="gzip",
-            max_batch_size=256 * 1024,
-        )
+    async def _start(kafka: KafkaSettings, topic: str) -> tuple[AIOKafkaProducer, CollectorKafkaSink]:
+        settings = CollectorSettings()
+        producer = await start_producer(kafka, settings, asyncio.Event())
+        sink = CollectorKafkaSink(producer, topic, PodFilter([], "*", []), batch_bytes=settings.batch_bytes)
         try:
-            await producer.start()
+            await sink.start()
         except BaseException:
             await producer.stop()
             raise
-        return producer
+        return producer, sink
 
     def write(self, line: LogLine, framed: str) -> None:
         offset = self._offsets.get(line.pod.container_id, 0)
         self._offsets[line.pod.container_id] = offset + len(framed.encode())
-        value = orjson.dumps(fluent_bit_record(line, offset))
-        self._pending.append((line.pod.name.encode(), value, line.ns // 1_000_000))
+        self._pending.append(
+            CollectedLine(
+                line.text, STREAM, rfc3339_nano(line.ns), kubernetes_of(line.pod), line.pod.log_file, offset
+            )
+        )
         if len(self._pending) >= KAFKA_BATCH:
             self.flush()
 
@@ -266,16 +251,18 @@ class KafkaSink:
             batch, self._pending = self._pending, []
             self._runner.run(self._send(batch))
 
-    async def _send(self, batch: list[tuple[bytes, bytes, int]]) -> None:
-        sent = [
-            await self._producer.send(self._topic, value, key=key, timestamp_ms=timestamp)
-            for key, value, timestamp in batch
-        ]
-        await asyncio.gather(*sent)
+    async def _send(self, batch: list[CollectedLine]) -> None:
+        await (await self._sink.submit(batch))
 
     def close(self) -> None:
         try:
             self.flush()
         finally:
-            self._runner.run(self._producer.stop())
+            self._runner.run(self._stop())
             self._runner.close()
+
+    async def _stop(self) -> None:
+        try:
+            await self._sink.close()
+        finally:
+            await self._producer.stop()

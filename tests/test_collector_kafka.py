@@ -224,3 +224,22 @@ def test_fluent_logger_and_stdin_sources_reach_the_raw_topic(
     assert by_pod["jupyter-gina"] == stdin_lines
     assert len(by_pod["jupyter-frank"]) == len(records)
     assert by_pod["jupyter-frank"] == [r["log"] for r in records]
+
+
+def test_simulate_to_kafka_goes_through_the_collectors_redaction(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path
+) -> None:
+    truth_path = tmp_path / "truth.json"
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_broker, PIONEER_TOPICS_RAW=topics.raw)
+    subprocess.run(
+        [sys.executable, "-m", "pioneer_telemetry", "simulate", "--users", "3", "--seed", "3", "--duration", "120",
+         "--rate", "0", "--kafka", "--truth", str(truth_path)],
+        env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    truth = json.loads(truth_path.read_text())
+    messages = consume(kafka_broker, topics.raw, expected=truth["total"])
+    assert len(messages) == truth["total"]  # the pre-filter keeps exactly the event lines
+    assert len({(m["source"]["id"], m["source"]["offset"]) for m in messages}) == truth["total"]
+    raw = json.dumps(messages)
+    assert truth["secret_values"]
+    assert not [secret for secret in truth["secret_values"] if secret in raw]

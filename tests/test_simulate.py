@@ -31,14 +31,14 @@ from collector.simulate_corpus import SECRET_VARIABLES
 from collector.simulate_output import (
     MAX_CHUNK,
     FileSink,
-    Framing,
     Pod,
-    fluent_bit_record,
     frame,
+    kubernetes_of,
     rfc3339_nano,
     safe_slug,
 )
 from pioneer_telemetry.cli import app
+from streams.framing import Framing
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 EVENT_NAMES = {
@@ -446,25 +446,18 @@ def test_one_file_per_pod_named_like_the_kubelet(tmp_path: Path) -> None:
     assert "chen-wei-example-org---" + safe_slug("chen.wei@example.org")[-8:] in slugs
 
 
-def test_fluent_bit_record_shape() -> None:
+def test_kubernetes_metadata_is_what_fluent_bits_filter_attaches() -> None:
     pod = Pod("chen.wei@example.org", "dev", "ab" * 32)
-    line = LogLine(1795683605123, 1795683605123456789, pod, "[I 2026-11-26 09:00:05.123 ServerApp] hi", None)
-    assert fluent_bit_record(line, 4096) == {
-        "log": line.text,
-        "stream": "stderr",
-        "time": "2026-11-26T09:00:05.123456789Z",
-        "kubernetes": {
-            "pod_name": "jupyter-chen-wei-example-org---" + safe_slug("chen.wei@example.org")[-8:],
-            "namespace_name": "dev",
-            "container_name": "notebook",
-            "labels": {
-                "hub.jupyter.org/username": safe_slug("chen.wei@example.org"),
-                "component": "singleuser-server",
-                "app": "jupyterhub",
-            },
-            "annotations": {"hub.jupyter.org/username": "chen.wei@example.org"},
+    assert kubernetes_of(pod) == {
+        "pod_name": "jupyter-chen-wei-example-org---" + safe_slug("chen.wei@example.org")[-8:],
+        "namespace_name": "dev",
+        "container_name": "notebook",
+        "labels": {
+            "hub.jupyter.org/username": safe_slug("chen.wei@example.org"),
+            "component": "singleuser-server",
+            "app": "jupyterhub",
         },
-        "source": {"id": pod.log_file, "offset": 4096},
+        "annotations": {"hub.jupyter.org/username": "chen.wei@example.org"},
     }
 
 
