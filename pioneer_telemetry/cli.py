@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 kafka_app = typer.Typer(help="A real single-node Apache Kafka (KRaft) on this machine.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
+topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
 
 DataDirOption = typer.Option(None, "--data-dir", help="Broker data directory (identifies the broker).")
 
@@ -76,6 +78,24 @@ def kafka_status(data_dir: Path = DataDirOption) -> None:
         typer.echo(f"process {state.pid} runs but {state.bootstrap} does not answer", err=True)
         raise typer.Exit(1)
     typer.echo(state.bootstrap)
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create missing topics and grow ones with too few partitions, on KAFKA_BOOTSTRAP_SERVERS (idempotent:
+    for a Kubernetes Job or docker-compose one-shot)."""
+    import asyncio  # noqa: PLC0415
+
+    from streams.topics import TopicSettings, ensure_topics, topic_specs  # noqa: PLC0415
+
+    bootstrap = KafkaSettings().bootstrap_servers
+    try:
+        changes = asyncio.run(ensure_topics(bootstrap, topic_specs(TopicSettings())))
+    except Exception as error:  # the admin client's errors are many; all mean "not done"
+        typer.echo(f"error: creating topics on {bootstrap} failed: {error}", err=True)
+        raise typer.Exit(1) from error
+    for change in changes:
+        typer.echo(f"topic      {change.name}  partitions={change.partitions}  {change.action}")
 
 
 @app.command()

@@ -188,3 +188,17 @@ def wait_for_events(url: str, timeout_s: float) -> int:
                 return events
         time.sleep(1)
     return 0
+
+
+def test_topics_create_is_idempotent_on_the_configured_cluster(kafka_broker: str) -> None:
+    prefix = f"tc{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_broker, PIONEER_TOPICS_RAW=f"{prefix}.raw",
+               PIONEER_TOPICS_PARTITIONS="3")  # fmt: skip
+    first = cli("topics", "create", env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"topic      {prefix}.raw  partitions=3  created" in first.stdout
+    again = cli("topics", "create", env=env)
+    assert f"topic      {prefix}.raw  partitions=3  ok" in again.stdout
+    unreachable = cli("topics", "create", env=dict(env, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}"))
+    assert unreachable.returncode == 1
+    assert "creating topics" in unreachable.stderr
