@@ -11,13 +11,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from collector.settings import CollectorSettings
-from pioneer_telemetry.kafka_local import LocalBroker
+from pioneer_telemetry.kafka_local import LocalBroker, free_port
 from streams.topics import TopicSettings, ensure_topics, topic_specs
 from tests.helpers import CollectorThread, consume, settings_for, wait_for_port
 
@@ -171,11 +172,19 @@ def test_no_secret_reaches_the_raw_topic(kafka_broker: str, topics: TopicSetting
     path = log_dir / kubelet_name("jupyter-erin")
     lines = [event_line(n, "NotebookOpenEvent" if n % 3 == 0 else "CellEditEvent") for n in range(300)]
     path.write_text("".join(cri(line) for line in lines))
-    collector = CollectorThread(settings_for(log_dir, tmp_path), kafka_broker, topics)
+    metrics_port = free_port()
+    collector = CollectorThread(
+        settings_for(log_dir, tmp_path, metrics_port=metrics_port), kafka_broker, topics
+    )
     try:
         messages = consume(kafka_broker, topics.raw, expected=len(lines))
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
     finally:
         collector.stop()
+    acked = [line for line in metrics.splitlines() if line.startswith("pioneer_collector_lines_acked_total")]
+    assert acked
+    assert float(acked[0].split()[-1]) >= len(lines)
     assert len(messages) == len(lines)
     raw = json.dumps(messages)
     assert SECRET not in raw
@@ -189,8 +198,6 @@ def test_fluent_logger_and_stdin_sources_reach_the_raw_topic(
     kafka_broker: str, topics: TopicSettings, tmp_path: Path
 ) -> None:
     from fluent import sender  # noqa: PLC0415
-
-    from pioneer_telemetry.kafka_local import free_port  # noqa: PLC0415
 
     port = free_port()
     collector = CollectorThread(
