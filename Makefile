@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test lint format bench clean
+.PHONY: install up test lint format deploy-check clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+deploy-check:
+	bash deploy/validate.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Validates everything under deploy/ without Docker or a cluster (neither exists where this runs):
+#   Dockerfile   hadolint; the build context after .dockerignore builds the wheel the image installs;
+#                every dependency resolves to a binary wheel for linux/amd64 (no compiler in the image)
+#   compose      the Compose Specification JSON schema (check-jsonschema's vendored copy) + our rules
+#   Helm chart   helm lint --strict and helm template for the default values, every ci/*-values.yaml
+#                and every values block of docs/kubernetes.md and docs/nebari.md; each rendering passes
+#                kubernetes-validate --strict for Kubernetes 1.37 (newest known) and 1.30 (the chart's
+#                floor), our policy rules, and Strimzi resources a shape check; values the chart must
+#                refuse are refused
+# Tools: helm is built from source with `go install` (no Debian package exists) once into the cache;
+# the Python tools go into their own virtualenv there (deploy/validate-requirements.txt).
+# Usage: deploy/validate.sh [--out DIR]   (DIR keeps the rendered manifests; default: a temp dir)
+# Environment: PIONEER_CACHE_DIR (default ~/.cache/pioneer-telemetry), HELM (a helm binary to use
+# instead), PYTHON (the interpreter for the tools' virtualenv, default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HELM_VERSION=v3.22.0
+# helm's default Kubernetes version is set at build time from its k8s.io/client-go (v0.37 in v3.22.0),
+# as helm's own Makefile does; without it a `go install` build assumes Kubernetes 1.20.
+HELM_K8S_MAJOR=1
+HELM_K8S_MINOR=37
+KUBE_VERSIONS=(1.37.0 1.30.0)
+CHART=deploy/helm/pioneer-telemetry
+CACHE=${PIONEER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pioneer-telemetry}
+
+OUT=""
+while (($#)); do
+  case $1 in
+    --out) OUT=$2; shift 2 ;;
+    *) echo "usage: $0 [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+WORK=$(mktemp -d)
+CURRENT=""
+# errexit stops at the first failing command, also inside the step functions (they are never run in a
+# condition, where bash would ignore -e); this names the step that failed
+trap 'rc=$?; rm -rf "$WORK"; if ((rc)) && [[ -n $CURRENT ]]; then echo "FAILED: $CURRENT" >&2; fi; exit $rc' EXIT
+KEEP=${OUT:+kept in $OUT}
+OUT=${OUT:-$WORK/out}
+mkdir -p "$OUT/helm" "$OUT/values"
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+TIMINGS=()
+step() {  # step NAME COMMAND...: run and time it; the first failure ends the script
+  local start
+  CURRENT=$1
+  shift
+  start=$(now)
+  echo "--- $CURRENT"
+  "$@"
+  TIMINGS+=("$(printf '%7ss  %s' "$(since "$start")" "$CURRENT")")
+  CURRENT=""
+}
+START=$(now)
+
+# --- tools -------------------------------------------------------------------------------------------
+build_helm() {
+  # Go's official install location, when it is not on PATH
+  command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && PATH=$PATH:/usr/local/go/bin; }
+  command -v go >/dev/null || {
+    echo "building helm $HELM_VERSION needs Go >= 1.26 (no Debian package of helm exists; Debian's" \
+         "golang-go is too old): install Go or set HELM=/path/to/helm" >&2
+    return 1
+  }
+  local tmp
+  mkdir -p "$CACHE/bin"
+  tmp=$(mktemp -d "$CACHE/bin/.build.XXXXXX")
+  echo "building helm $HELM_VERSION from source into $CACHE/bin (once; a few minutes on 2 cores)"
+  # GOTOOLCHAIN=local: use this Go, never download another toolchain
+  if ! GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w \
+      -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$HELM_K8S_MAJOR \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$HELM_K8S_MAJOR \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR" \
+      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; then
+    rm -rf "$tmp"
+    return 1
+  fi
+  mv "$tmp/helm" "$CACHE/bin/helm-$HELM_VERSION"
+  rm -rf "$tmp"
+}
+if [[ -z ${HELM:-} ]]; then
+  HELM=$CACHE/bin/helm-$HELM_VERSION
+  if ! "$HELM" version --short >/dev/null 2>&1; then
+    step "build helm $HELM_VERSION (go install)" build_helm
+  fi
+fi
+echo "helm: $HELM ($("$HELM" version --short))"
+
+REQUIREMENTS=deploy/validate-requirements.txt
+TOOLS=$CACHE/deploy-tools-$(sha256sum "$REQUIREMENTS" | cut -c1-12)
+install_tools() {  # a virtualenv cannot be moved: built in place, marked complete at the end
+  rm -rf "$TOOLS"
+  "${PYTHON:-python3}" -m venv "$TOOLS"
+  "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS"
+  touch "$TOOLS/.complete"
+}
+if ! [[ -e $TOOLS/.complete ]]; then
+  step "install validation tools ($REQUIREMENTS)" install_tools
+fi
+PY=$TOOLS/bin/python
+PIP="$PY -m pip"
+CHECK="$PY deploy/validate.py"
+
+# --- Dockerfile ----------------------------------------------------------------------------------------
+step "Dockerfile: hadolint" "$TOOLS/bin/hadolint" Dockerfile
+
+image_wheel() {
+  mkdir -p "$WORK/context" "$WORK/wheel"
+  $CHECK context . "$WORK/context"
+  $PIP wheel -q --disable-pip-version-check --no-deps -w "$WORK/wheel" "$WORK/context"
+  $CHECK wheel "$WORK"/wheel/*.whl
+}
+step "Dockerfile: the build context after .dockerignore builds the wheel" image_wheel
+
+binary_wheels() {
+  "$PY" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+    > "$WORK/requirements.txt"
+  $PIP install -q --disable-pip-version-check --dry-run --ignore-installed --only-binary=:all: \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    --platform linux_x86_64 --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+    --target "$WORK/target" --report "$WORK/report.json" -r "$WORK/requirements.txt"
+  "$PY" -c "import json, sys; n = len(json.load(open(sys.argv[1]))['install']); print(f'{n} packages, all binary wheels')" \
+    "$WORK/report.json"
+}
+step "Dockerfile: every dependency is a binary wheel for linux/amd64, CPython 3.11" binary_wheels
+
+# --- compose -------------------------------------------------------------------------------------------
+step "compose: Compose Specification schema" \
+  "$TOOLS/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/docker-compose.yml
+step "compose: services, dependencies, health checks, volumes" $CHECK compose deploy/docker-compose.yml
+cp deploy/docker-compose.yml "$OUT/docker-compose.yml"
+
+# --- Helm chart ----------------------------------------------------------------------------------------
+step "docs: values blocks of docs/kubernetes.md and docs/nebari.md" \
+  $CHECK docs-values "$OUT/values" docs/kubernetes.md docs/nebari.md
+VARIANTS=(default)
+declare -A VALUES=([default]="")
+for file in "$CHART"/ci/*-values.yaml; do
+  name=$(basename "$file" -values.yaml)
+  VARIANTS+=("$name")
+  VALUES[$name]=$file
+done
+for file in "$OUT"/values/*.yaml; do
+  name=docs-$(basename "$file" .yaml)
+  VARIANTS+=("$name")
+  VALUES[$name]=$file
+done
+
+lint_all() {
+  local name
+  for name in "${VARIANTS[@]}"; do
+    echo "helm lint: $name"
+    "$HELM" lint --strict --quiet --kube-version "${KUBE_VERSIONS[0]}" "$CHART" ${VALUES[$name]:+-f "${VALUES[$name]}"}
+  done
+}
+step "helm lint --strict (${#VARIANTS[@]} value sets)" lint_all
+
+render_and_validate() {
+  local name=$1 version=$2 base
+  base="$OUT/helm/$name-k8s-$version"
+  "$HELM" template pioneer-telemetry "$CHART" --namespace dev --kube-version "$version" \
+    ${VALUES[$name]:+-f "${VALUES[$name]}"} > "$base.yaml"
+  $CHECK split "$base.yaml" "$base.k8s.yaml" "$base.strimzi.yaml"
+  "$TOOLS/bin/kubernetes-validate" --strict --quiet -k "$version" "$base.k8s.yaml" > "$base.validate.log" 2>&1 \
+    || { cat "$base.validate.log"; return 1; }
+  # a resource without a schema is only a warning there: here it fails
+  if grep -E "^(WARN|ERROR)" "$base.validate.log"; then return 1; fi
+  $CHECK policy "$base.yaml"
+  $CHECK strimzi "$base.strimzi.yaml"
+}
+for name in "${VARIANTS[@]}"; do
+  for version in "${KUBE_VERSIONS[@]}"; do
+    step "helm template $name | kubernetes-validate --strict -k $version | policy | strimzi shape" \
+      render_and_validate "$name" "$version"
+  done
+done
+
+refuses() {  # refuses MESSAGE --set ...: the chart must fail to render, saying why
+  local message=$1 err
+  shift
+  if err=$("$HELM" template pioneer-telemetry "$CHART" --kube-version "${KUBE_VERSIONS[0]}" "$@" 2>&1 >/dev/null); then
+    echo "rendered although it must not: $*" >&2
+    return 1
+  fi
+  grep -q -- "$message" <<< "$err" || { echo "refused, but not saying '$message': $err" >&2; return 1; }
+  echo "refused: $* ($message)"
+}
+refusals() {
+  refuses "SASL/TLS client settings are not implemented" --set kafka.external.securityProtocol=SASL_SSL
+  refuses "more than topics.partitions" --set worker.replicas=9
+  refuses "use topics.create=strimzi" --set kafka.mode=strimzi --set topics.create=job
+  refuses "needs kafka.mode=strimzi" --set topics.create=strimzi
+  refuses "more than the 1 Strimzi brokers" --set kafka.mode=strimzi --set kafka.strimzi.nodePool.replicas=1
+  refuses "dashboard.ingress.host is required" --set dashboard.ingress.enabled=true
+  refuses "additional properties 'replica' not allowed" --set worker.replica=2
+  refuses "value must be one of" --set logShipping.mode=promtail
+  refuses "needs dashboard.oidc.clientId, serverMetadataUrl and existingSecret" \
+    --set dashboard.oidc.enabled=true --set dashboard.oidc.clientId=pioneer-telemetry
+  refuses "or dashboard.ingress.host to derive it from" --set dashboard.oidc.enabled=true \
+    --set dashboard.oidc.clientId=c --set dashboard.oidc.serverMetadataUrl=https://k --set dashboard.oidc.existingSecret=s
+}
+step "helm template refuses values that cannot work" refusals
+
+echo
+echo "timings:"
+printf '%s\n' "${TIMINGS[@]}"
+echo "deploy validation passed in $(since "$START") s (${#VARIANTS[@]} value sets x ${#KUBE_VERSIONS[@]} Kubernetes versions); rendered manifests ${KEEP:-deleted (keep them with --out DIR)}"
