@@ -40,6 +40,7 @@ from benchlib import (
     collector_producer,
     create_topics,
     end_offsets,
+    load_average,
     private_broker,
     process_cpu_seconds,
     read_topic,
@@ -130,7 +131,10 @@ def measure_collector(log_dir: Path, work: Path, bootstrap: str, topic: str, exp
     )
     process.start()
     send.close()
-    result: dict[str, Any] = receive.recv()
+    try:
+        result: dict[str, Any] = receive.recv()
+    except EOFError:  # the process died without an answer
+        result = {"error": f"collector process exited with {process.exitcode}"}
     process.join(60)
     return result
 
@@ -160,6 +164,7 @@ def record_run(results: Results, run_result: dict[str, Any], broker_cpu: float) 
     results.add("collector wall time", wall, "s")
     results.add("collector CPU", run_result["cpu_s"], "s")
     results.add("collector CPU / wall", run_result["cpu_s"] / wall, "cores")
+    results.add("event lines per collector CPU-second", run_result["acked"] / run_result["cpu_s"], "lines/s")
     results.add("collector peak RSS", run_result["peak_rss_mb"], "MB")
     results.add("broker CPU (same interval)", broker_cpu, "s")
 
@@ -198,6 +203,7 @@ def bench(
                     f"run {repeat + 1}: {run_result['acked']:.0f} acked, {stored} in the topic, "
                     f"{event_lines} event lines in the files"
                 )
+                continue  # a wrong or missing answer has no speed
             record_run(results, run_result, broker_cpu)
             say(f"run {repeat + 1}: {run_result['acked'] / run_result['wall_s']:,.0f} event lines/s, "
                 f"{run_result['cpu_s']:.1f} s CPU, {run_result['peak_rss_mb']:.0f} MB "
@@ -207,7 +213,7 @@ def bench(
             for compression in COMPRESSIONS:
                 target = targets[repeat, compression]
                 ceiling = asyncio.run(producer_ceiling(bootstrap, target, envelopes, compression))
-                rate = event_lines / ceiling["wall_s"]
+                rate = sum(map(len, envelopes.values())) / ceiling["wall_s"]
                 results.add(f"ceiling: send_batch, {compression}", rate, "lines/s")
                 results.add(f"ceiling: send_batch, {compression}, CPU", ceiling["cpu_s"], "s")
                 say(f"  ceiling ({compression}): {rate:,.0f} lines/s, {ceiling['cpu_s']:.1f} s CPU")
@@ -230,14 +236,20 @@ def main() -> None:
         if not args.json:
             print(text, file=sys.stderr, flush=True)
 
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="pt-bench-collector-") as tmp:
         config = bench(args, events, Path(tmp), results, say)
+    config["load_average"] = {"before": load_before, "after": load_average()}
     if args.json:
         print(results.as_json(config))
     else:
         title = (f"Collector: {config['lines']:,} lines ({config['events']:,} events, "
                  f"{config['input_mb']:.0f} MB), {args.users} files, {args.repeat} repeats")  # fmt: skip
-        print(results.table(title))
+        print(
+            results.table(
+                title, [f"Load average (1/5/15 min): {load_before} before, {load_average()} after."]
+            )
+        )
     if results.failures:
         sys.exit(1)
 

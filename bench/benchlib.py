@@ -16,7 +16,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,7 +220,7 @@ class Results:
             indent=1,
         )
 
-    def table(self, title: str) -> str:
+    def table(self, title: str, notes: list[str]) -> str:
         lines = [
             f"### {title}",
             "",
@@ -231,6 +231,7 @@ class Results:
             s = metric.summary()
             cells = [_number(s[k]) for k in ("min", "median", "max")] if metric.values else ["-"] * 3
             lines.append(f"| {metric.name} | {' | '.join(cells)} | {metric.unit} | {metric.target} |")
+        lines += ["", *notes]
         if self.failures:
             lines += ["", *(f"**FAILED**: {failure}" for failure in self.failures)]
         return "\n".join(lines)
@@ -244,5 +245,6 @@ def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def median_of(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+def load_average() -> str:
+    """The 1/5/15 min load averages: other work on the (shared) machine skews wall-clock rates."""
+    return " / ".join(f"{load:.1f}" for load in os.getloadavg())

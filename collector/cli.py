@@ -30,6 +30,9 @@ def simulate(
     rate: Annotated[
         float | None, typer.Option(help="Pioneer events per wall-clock second; 0 = unpaced.")
     ] = None,
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="Write each line when its simulated time comes (live demo).")
+    ] = False,
     duration: Annotated[float | None, typer.Option(help="Seconds of simulated time.")] = None,
     events: Annotated[int | None, typer.Option(help="Stop after this many pioneer events.")] = None,
     log_format: Annotated[str | None, typer.Option(help="Nebari's jupyterlab_pioneer log_format.")] = None,
@@ -58,6 +61,7 @@ def simulate(
         "seed": seed,
         "start": start,
         "rate": rate,
+        "realtime": realtime or None,
         "duration": duration,
         "events": events,
         "log_format": log_format,

@@ -22,7 +22,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from collector.simulate_corpus import (
@@ -89,6 +89,10 @@ class SimulatorSettings(ComponentSettings):
     seed: int = Field(default=0, description="Same seed and start time, same output.")
     start: datetime | None = Field(default=None, description="Simulated start time (default: now).")
     rate: float = Field(default=0.0, ge=0, description="Pioneer events per wall-clock second; 0 = unpaced.")
+    realtime: bool = Field(
+        default=False,
+        description="Write each line when its simulated time comes (a live demo; not with rate).",
+    )
     duration: float | None = Field(default=None, gt=0, description="Seconds of simulated time.")
     events: int | None = Field(default=None, ge=1, description="Stop after this many pioneer events.")
     log_format: str = Field(
@@ -108,6 +112,12 @@ class SimulatorSettings(ComponentSettings):
     @classmethod
     def _utc(cls, start: datetime | None) -> datetime | None:
         return start.replace(tzinfo=UTC) if start is not None and start.tzinfo is None else start
+
+    @model_validator(mode="after")
+    def _one_pace(self) -> SimulatorSettings:
+        if self.realtime and self.rate:
+            raise ValueError("realtime and rate are two ways of pacing: choose one")
+        return self
 
     @field_validator("log_format")
     @classmethod
@@ -179,7 +189,8 @@ class Simulation:
     def end_ms(self) -> int | None:
         """Lines are logged before this time; None when the run is bounded by events or an interrupt only."""
         duration = self.settings.duration
-        if duration is None and not self.settings.rate and self.settings.events is None:
+        paced = self.settings.rate or self.settings.realtime
+        if duration is None and not paced and self.settings.events is None:
             duration = DEFAULT_DURATION
         return None if duration is None else self.start_ms + int(duration * 1000)
 
@@ -225,13 +236,16 @@ def run(settings: SimulatorSettings, sinks: Sequence[Sink], truth_path: Path | N
         for sink in sinks:
             cleanup.callback(sink.close)
         for line in simulation.lines():
-            if rate and line.event is not None:
+            delay = 0.0
+            if settings.realtime:
+                delay = started + (line.ms - simulation.start_ms) / 1000 - time.monotonic()
+            elif rate and line.event is not None:
                 delay = started + events / rate - time.monotonic()
                 events += 1
-                if delay > 0:
-                    for sink in sinks:
-                        sink.flush()
-                    time.sleep(delay)
+            if delay > 0:
+                for sink in sinks:
+                    sink.flush()
+                time.sleep(delay)
             framed = frame(line.text, line.ns, framing)
             for write in writers:
                 write(line, framed)

@@ -1,1 +1,1 @@
-"""Streamlit dashboard: reads the worker API and draws (lands with its issue)."""
+"""The Streamlit dashboard: reads the worker's read API over HTTP and draws (see `dashboard/app.py`)."""

@@ -100,18 +100,20 @@ def topics_create() -> None:
 
 @app.command()
 def up(
+    *,
     port: Annotated[int | None, typer.Option(help="Port for the local broker (default 9092).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Broker data directory.")] = None,
     demo: Annotated[
         bool | None, typer.Option("--demo/--no-demo", help="Simulated users as log source.")
     ] = None,
     worker_port: Annotated[int | None, typer.Option(help="Port of the worker's read API (6066).")] = None,
+    dashboard_port: Annotated[int | None, typer.Option(help="Port of the dashboard (8501).")] = None,
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Stack state: demo and component logs.")
     ] = None,
 ) -> None:
-    """Bring up the local stack in the foreground: Kafka, topics, worker, collector and the simulated
-    demo users. Ctrl-C stops what it started."""
+    """Bring up the local stack in the foreground: Kafka, topics, worker, collector, dashboard and the
+    simulated demo users. Ctrl-C stops what it started."""
     from pioneer_telemetry.stack import (  # noqa: PLC0415
         LocalStack,
         StackSettings,
@@ -121,7 +123,12 @@ def up(
     from streams.topics import TopicSettings  # noqa: PLC0415
 
     stop = stop_on_signals()
-    flags = {"demo": demo, "worker_port": worker_port, "directory": directory}
+    flags = {
+        "demo": demo,
+        "worker_port": worker_port,
+        "dashboard_port": dashboard_port,
+        "directory": directory,
+    }
     stack_settings = StackSettings(**{k: v for k, v in flags.items() if v is not None})
     stack = LocalStack(KafkaSettings(), _local_kafka(port, data_dir), TopicSettings(), stack_settings)
     try:
@@ -139,6 +146,7 @@ def up(
             f"{child.name:10s} pid {child.process.pid if child.process else '-'}  log {child.log_path}"
         )
     typer.echo(f"API        {info.api_url}")
+    typer.echo(f"Dashboard  {info.dashboard_url}")
     typer.echo("Stack is up. Press Ctrl-C to stop.")
     raise typer.Exit(run_until_interrupted(stack, stop))
 
@@ -153,6 +161,11 @@ from streams.cli import parse, worker  # noqa: E402
 
 app.command()(parse)
 app.command()(worker)
+
+
+from dashboard.cli import dashboard  # noqa: E402
+
+app.command()(dashboard)
 
 
 def main() -> None:

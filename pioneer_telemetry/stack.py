@@ -2,8 +2,8 @@
 
 Kafka (unless `KAFKA_BOOTSTRAP_SERVERS` names a cluster) and the topics first, then each component as
 a child process of its own `pioneer-telemetry` subcommand, logging to `<state dir>/stack/<name>.log`:
-the worker, the collector tailing the demo log folder, and the simulator writing realistic pod logs
-there in real time.
+the worker, the collector tailing the demo log folder, the dashboard, and the simulator writing
+realistic pod logs there in real time.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class StackSettings(ComponentSettings):
     demo: bool = True  # run the simulator as the log source
     demo_users: int = 12
     worker_port: int = 6066
+    dashboard_port: int = 8501
 
 
 @dataclass
@@ -56,6 +57,7 @@ class StackInfo:
     started_broker: bool
     children: list[Child]
     api_url: str
+    dashboard_url: str
 
 
 class LocalStack:
@@ -89,7 +91,8 @@ class LocalStack:
         changes = asyncio.run(ensure_topics(bootstrap, topic_specs(self.topics)))
         self._start_children(bootstrap)
         api_url = f"http://127.0.0.1:{self.settings.worker_port}/api/v1/overview"
-        return StackInfo(bootstrap, changes, started_broker, list(self._children), api_url)
+        dashboard_url = f"http://127.0.0.1:{self.settings.dashboard_port}"
+        return StackInfo(bootstrap, changes, started_broker, list(self._children), api_url, dashboard_url)
 
     def _start_children(self, bootstrap: str) -> None:
         directory = self.settings.directory
@@ -102,13 +105,16 @@ class LocalStack:
                              "--data-dir", str(directory / "worker")]),
             Child("collector", [*cli, "collect", "--path", str(logs / "*.log"), "--start-at", "beginning",
                                 "--checkpoint-file", str(directory / "collector-positions.json")]),
+            Child("dashboard", [*cli, "dashboard", "--api-url", f"http://127.0.0.1:{self.settings.worker_port}",
+                                "--port", str(self.settings.dashboard_port)]),
         ]  # fmt: skip
         if self.settings.demo:
-            # about 2.5 events/s per active user keeps simulated time in step with the clock
             children.append(
-                Child("simulator", [*cli, "simulate", "--users", str(users), "--rate", str(2.5 * users),
-                                    "--out-dir", str(logs), "--office-hours"]),
-            )  # fmt: skip
+                Child(
+                    "simulator",
+                    [*cli, "simulate", "--users", str(users), "--realtime", "--out-dir", str(logs)],
+                ),
+            )
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
         for child in children:
             child.log_path = directory / f"{child.name}.log"

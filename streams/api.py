@@ -119,7 +119,10 @@ class ReadApi:
                 if tp.partition == partition and tp.topic == self.pipeline.raw_topic_name
             )
             highwater = consumer.highwater(tp) if consumer is not None else None
-            processed = state.last_offset + 1 if state else None
+            if state is not None:
+                processed: int | None = state.last_offset + 1
+            else:  # nothing processed since this worker started: where it will resume from
+                processed = await consumer.position(tp) if consumer is not None else None
             partitions[partition] = {
                 "highwater": highwater,
                 "processed": processed,

@@ -126,9 +126,9 @@ class WorkerProcess:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, endpoint: str, /, **params: Any) -> Any:
         query = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in params.items())
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=15) as response:
+        with urllib.request.urlopen(f"{self.url}/api/v1/{endpoint}?{query}", timeout=15) as response:
             return json.load(response)
 
     def wait_until(self, check: Any, timeout_s: float = 120, what: str = "condition") -> Any:

@@ -122,10 +122,10 @@ def test_start_twice_runs_one_broker_and_stop_leaves_nothing(tmp_path: Path) -> 
 def test_up_runs_the_whole_stack_and_ctrl_c_stops_everything_it_started(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("KAFKA_BOOTSTRAP_SERVERS")}
     env["PIONEER_TOPICS_PARTITIONS"] = "2"
-    data_dir, worker_port = tmp_path / "broker", free_port()
+    data_dir, worker_port, dashboard_port = tmp_path / "broker", free_port(), free_port()
     process = subprocess.Popen(
         [*CLI, "up", "--port", "0", "--data-dir", str(data_dir), "--dir", str(tmp_path / "stack"),
-         "--worker-port", str(worker_port)],
+         "--worker-port", str(worker_port), "--dashboard-port", str(dashboard_port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     children: list[int] = []
@@ -136,12 +136,13 @@ def test_up_runs_the_whole_stack_and_ctrl_c_stops_everything_it_started(tmp_path
         ):
             assert f"topic      {name}  partitions=2  created" in output
         children = [int(line.split()[2]) for line in output.splitlines() if line.split()[0] in
-                    ("worker", "collector", "simulator")]  # fmt: skip
-        assert len(children) == 3
+                    ("worker", "collector", "dashboard", "simulator")]  # fmt: skip
+        assert len(children) == 4
         state = LocalBroker(data_dir).state()
         assert state is not None
         events = wait_for_events(f"http://127.0.0.1:{worker_port}/api/v1/overview", timeout_s=120)
         assert events > 0  # simulated users -> files -> collector -> Kafka -> worker -> API
+        assert wait_for_page(f"http://127.0.0.1:{dashboard_port}/", timeout_s=60)
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=90) == 0
@@ -155,7 +156,7 @@ def test_up_uses_an_existing_cluster_from_kafka_bootstrap_servers(kafka_broker: 
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_broker, PIONEER_TOPICS_RAW=f"{prefix}.raw")
     process = subprocess.Popen(
         [*CLI, "up", "--data-dir", str(tmp_path / "unused"), "--no-demo", "--dir", str(tmp_path / "stack"),
-         "--worker-port", str(free_port())],
+         "--worker-port", str(free_port()), "--dashboard-port", str(free_port())],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -176,6 +177,16 @@ def read_until(process: subprocess.Popen[str], marker: str) -> str:
         if line.startswith(marker):
             return "".join(lines)
     raise AssertionError("".join(lines) + (process.stderr.read() if process.stderr else ""))
+
+
+def wait_for_page(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:
+            if response.status == 200:
+                return True
+        time.sleep(1)
+    return False
 
 
 def wait_for_events(url: str, timeout_s: float) -> int:

@@ -559,3 +559,31 @@ def test_cli_writes_pod_files_and_truth(tmp_path: Path, monkeypatch: pytest.Monk
     to_stdout = CliRunner().invoke(app, [*arguments, "--framing", "plain", "--out-dir", "-"])
     assert to_stdout.exit_code == 0, to_stdout.output
     assert len(to_stdout.stdout.splitlines()) == truth["lines"]
+
+
+def test_realtime_run_writes_each_line_when_its_time_comes() -> None:
+    written: list[tuple[float, int]] = []
+
+    class Clock:
+        def write(self, line: LogLine, framed: str) -> None:
+            written.append((time.time() * 1000, line.ms))
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    start = datetime.now(UTC)
+    run(
+        SimulatorSettings(users=3, start=start, realtime=True, duration=8), [Clock()]
+    )  # first lines come at ~6 s
+    lags = [wall - simulated for wall, simulated in written]
+    assert len(written) > 5
+    assert min(lags) > -50  # never ahead of its time
+    assert max(lags) < 500  # and not far behind it
+
+
+def test_realtime_and_rate_exclude_each_other() -> None:
+    with pytest.raises(ValueError, match="choose one"):
+        SimulatorSettings(realtime=True, rate=10)

@@ -1,0 +1,316 @@
+"""The Streamlit pieces every page shares: filters, states, KPI tiles, tables, the health panel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, model
+from dashboard.client import Api, ApiError, ApiUnreachable, Span
+from dashboard.settings import DashboardSettings
+
+NEBARI_SNIPPET = """\
+# nebari-config.yaml
+telemetry:
+  jupyterlab_pioneer:
+    enabled: true
+    # the exporter's Python logging format; Nebari's default shown (the parser must use the same)
+    log_format: "%(asctime)s %(levelname)9s %(lineno)4s %(module)s: %(message)s"
+"""
+
+LEVEL_BADGES = {
+    "live": ("Live", "green"),
+    "behind": ("Catching up", "blue"),
+    "quiet": ("Quiet platform", "gray"),
+    "broken": ("Broken pipeline", "red"),
+    "empty": ("No data", "orange"),
+}
+
+
+def settings() -> DashboardSettings:
+    return DashboardSettings()
+
+
+def api() -> Api:
+    return Api(settings().api_url, settings().timeout_s)
+
+
+def viewer_zone() -> ZoneInfo:
+    return model.zone(st.context.timezone)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- filters (query parameters: every widget is bound to one, so a URL shares the view) ----------------
+
+
+def _prefill_custom_range() -> None:
+    """Switching to Custom starts from the range shown before, not from empty inputs."""
+    if st.session_state.get("range") != "custom" or st.session_state.get("from"):
+        return
+    previous = st.session_state.get("_last_relative", model.DEFAULT_RANGE)
+    span = model.relative_span(previous, now_ms())
+    tz = viewer_zone()
+    st.session_state["from"] = model.local_time(span.from_ms, tz)
+    st.session_state["to"] = model.local_time(span.to_ms, tz)
+
+
+def sidebar_filters(*, by_event_name: bool = True) -> None:
+    """The filters every page shares; pages read them with `span()` and `event_filter()`.
+
+    Only the overview breaks events down by name: elsewhere the event filter shows, disabled, and
+    keeps its value in the URL for the way back."""
+    with st.sidebar:
+        choice = st.segmented_control(
+            "Time range",
+            list(model.RANGES),  # the option is the URL's value: no format_func, or the URL shows labels
+            default=model.DEFAULT_RANGE,
+            required=True,
+            key="range",
+            bind="query-params",
+            on_change=_prefill_custom_range,
+        )
+        if choice != "custom":
+            st.session_state["_last_relative"] = choice
+        else:
+            st.datetime_input("From", value=None, key="from", bind="query-params", step=timedelta(minutes=1),
+                              format="YYYY-MM-DD", help="Wall-clock time in your browser's time zone")  # fmt: skip
+            st.datetime_input("To", value=None, key="to", bind="query-params", step=timedelta(minutes=1),
+                              format="YYYY-MM-DD")  # fmt: skip
+        st.selectbox(
+            "Namespace",
+            ["all namespaces"],
+            disabled=True,
+            help="The worker's API does not break numbers down by namespace yet: all are shown.",
+        )
+        st.multiselect(
+            "Event names",
+            model.EVENT_NAMES,
+            key="event",
+            bind="query-params",
+            placeholder="All events",
+            disabled=not by_event_name,
+            help="Restricts the overview's event counts and events chart; users, sessions and executions "
+            "are not filtered. A user's or a notebook's numbers are not broken down by event name.",
+        )
+
+
+def event_filter() -> list[str]:
+    return list(st.session_state.get("event") or [])
+
+
+def _span() -> Span | str:
+    """The chosen range, or why there is none (custom range incomplete or invalid)."""
+    choice = st.session_state.get("range") or model.DEFAULT_RANGE
+    if choice != "custom":
+        return model.relative_span(choice, now_ms())
+    start, end = st.session_state.get("from"), st.session_state.get("to")
+    if start is None or end is None:
+        return "Choose the start and the end of the custom range in the sidebar."
+    try:
+        return model.custom_span(start, end, viewer_zone(), now_ms())
+    except ValueError as error:
+        return f"Invalid range: {error}."
+
+
+def span() -> Span | None:
+    """The chosen range, or None after saying why there is none."""
+    current = _span()
+    if isinstance(current, str):
+        st.info(current, icon=":material/date_range:")
+        return None
+    return current
+
+
+def known(dimension: str) -> list[str]:
+    """Users or notebook paths active in the chosen range, busiest first (choices of a page's selector)."""
+    current = _span()
+    if isinstance(current, str):
+        return []
+    try:
+        rows = api().top(current, dimension, 1000)
+    except ApiError:
+        return []
+    field = "user" if dimension == "users" else "notebook"
+    return list(dict.fromkeys(row[field] for row in rows))
+
+
+def range_caption(current: Span, *, compared: bool = False) -> None:
+    parts = [model.describe_span(current, viewer_zone())]
+    if compared:
+        parts.append(f"changes against the previous {model.period_name(current)}")
+    parts += [f"refreshes every {settings().refresh_s:g} s", f"API {settings().api_url}"]
+    st.caption(" · ".join(parts))
+
+
+# -- states ------------------------------------------------------------------------------------------
+
+
+def api_problem(error: ApiError) -> None:
+    every = f"{settings().refresh_s:g} s"
+    if isinstance(error, ApiUnreachable):
+        st.error(
+            f"**Cannot reach the worker's API at {settings().api_url}** ({error.message}).\n\n"
+            f"Tried `{error.url}`. Retrying every {every}. Is `pioneer-telemetry worker` running there? "
+            "Set `PIONEER_DASHBOARD_API_URL` (or `--api-url`) to another worker's address.",
+            icon=":material/cloud_off:",
+        )
+    else:
+        st.error(
+            f"**The worker's API at {settings().api_url} answered with an error**: {error.message}\n\n"
+            f"Tried `{error.url}`. Retrying every {every}.",
+            icon=":material/error:",
+        )
+
+
+def no_telemetry() -> None:
+    st.warning("**No telemetry has reached the pipeline yet.**", icon=":material/hourglass_empty:")
+    st.markdown(
+        "The charts appear once the first events arrive. To get events:\n\n"
+        "1. Enable the jupyterlab-pioneer exporter in your `nebari-config.yaml` and run `nebari deploy`:"
+    )
+    st.code(NEBARI_SNIPPET, language="yaml")
+    st.markdown(
+        "2. Forward the JupyterLab pods' logs to Kafka: `pioneer-telemetry collect --path "
+        "'/var/log/containers/*.log'` on each node (or Fluent Bit), and run `pioneer-telemetry worker` "
+        "with the same `log_format` (`PIONEER_PARSER_NEBARI_CONFIG=nebari-config.yaml`).\n"
+        "3. Open a notebook in JupyterLab: its events show here within seconds.\n\n"
+        "Trying it locally? `pioneer-telemetry up` runs the whole stack with simulated users."
+    )
+
+
+# -- pieces ------------------------------------------------------------------------------------------
+
+
+def kpi_row(
+    tiles: Sequence[model.Kpi], current: Span, sparklines: Sequence[Sequence[float]] | None = None
+) -> None:
+    columns = st.columns(len(tiles))
+    period = model.period_name(current)
+    for index, (column, tile) in enumerate(zip(columns, tiles, strict=True)):
+        unchanged = tile.value is not None and tile.value == tile.previous
+        column.metric(
+            tile.label,
+            tile.text,
+            delta=tile.delta,
+            delta_color="off" if unchanged else ("inverse" if tile.lower_is_better else "normal"),
+            delta_arrow="off" if unchanged else "auto",
+            help=f"{tile.help}. Previous {period}: {tile.previous_text}.",
+            border=True,
+            chart_data=sparklines[index] if sparklines else None,
+            chart_type="area",
+        )
+
+
+def chart(spec: alt.Chart) -> None:
+    st.altair_chart(spec, height=charts.element_height(spec))
+
+
+def table(
+    frame: pd.DataFrame,
+    *,
+    key: str,
+    file_name: str,
+    column_config: dict[str, Any] | None = None,
+    selectable: bool = False,
+    height: int | str = "auto",
+) -> list[int]:
+    """A table with a CSV download of exactly what it shows; returns the selected rows, if selectable."""
+    event = st.dataframe(
+        frame,
+        key=key,
+        hide_index=True,
+        column_config=column_config,
+        on_select="rerun" if selectable else "ignore",
+        selection_mode="single-row",
+        height=height,
+    )
+    st.download_button(
+        "CSV",
+        frame.to_csv(index=False).encode(),
+        file_name=file_name,
+        mime="text/csv",
+        key=f"{key}_csv",
+        on_click="ignore",
+        icon=":material/download:",
+        type="tertiary",
+        help=f"Download this table as {file_name}",
+    )
+    return list(event.selection.rows) if selectable else []
+
+
+def bar_column(label: str, frame: pd.DataFrame, column: str, color: str = "#1f77b4", width: int = 130) -> Any:
+    """A number drawn with a bar scaled to the column's largest value."""
+    top = int(frame[column].max()) if len(frame) else 1
+    return st.column_config.ProgressColumn(
+        label, format="%d", min_value=0, max_value=max(top, 1), color=color, width=width
+    )
+
+
+def number_column(label: str) -> Any:
+    return st.column_config.NumberColumn(label, format="%d", width=82)
+
+
+def user_label() -> str:
+    return "User (pseudonym)" if settings().pseudonymized else "User"
+
+
+def user_column() -> Any:
+    return st.column_config.TextColumn(user_label(), width=170)
+
+
+def pseudonym_note() -> None:
+    if settings().pseudonymized:
+        st.caption(
+            ":material/visibility_off: Usernames are pseudonyms: the pipeline replaces them by keyed hashes."
+        )
+
+
+def health_panel(health: dict[str, Any]) -> model.HealthStatus:
+    """Consumer lag, dead letters, late events, last event seen; and what they mean."""
+    now_s = time.time()
+    status = model.assess_health(health, now_s)
+    label, color = LEVEL_BADGES[status.level]
+    day = health.get("last_24h", {})
+    with st.container(border=True):
+        head, lag, dead, late, seen = st.columns([3, 1, 1, 1, 1.3])
+        with head:
+            st.markdown(f"**Pipeline** &nbsp; :{color}-badge[{label}]")
+            if status.level == "broken":
+                st.markdown(f":red[{status.detail}]")
+            else:
+                st.caption(status.detail)
+        lag.metric("Consumer lag", model.fmt_count(status.lag), help="Raw-topic lines not processed yet")
+        dead.metric("Dead letters", model.fmt_count(day.get("dead_letters", 0)),
+                    help="Last 24 h: lines that looked like events but could not be parsed")  # fmt: skip
+        late.metric("Late events", model.fmt_count(day.get("late", 0)),
+                    help="Last 24 h: events older than their source's watermark minus the grace period, "
+                    "not counted in any window")  # fmt: skip
+        age = status.last_event_age_s
+        seen.metric("Last event", "never" if age is None else f"{model.fmt_duration(age)} ago",
+                    help="When a worker last processed an event (its wall clock)")  # fmt: skip
+        for note in status.notes:
+            st.caption(f":material/info: {note}")
+        with st.expander("Partitions and workers"):
+            st.caption("Workers: " + ", ".join(health.get("workers", [])))
+            table(
+                model.partitions_frame(health, viewer_zone(), now_s),
+                key="partitions",
+                file_name="partitions.csv",
+                column_config={
+                    "stream_time": st.column_config.DatetimeColumn(
+                        "Stream time", format="YYYY-MM-DD HH:mm:ss"
+                    ),
+                    "last_event": "Last event",
+                },
+            )
+    return status

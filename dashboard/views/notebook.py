@@ -1,0 +1,92 @@
+"""A notebook path's page: who works on it, executions, failures by error name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import charts, model, ui
+from dashboard.client import ApiError
+
+VIEWS = Path(__file__).parent
+
+st.header("Notebook", anchor=False)
+ui.pseudonym_note()
+notebook = st.selectbox(
+    "Notebook path",
+    ui.known("notebooks"),
+    index=None,
+    key="notebook",
+    bind="query-params",
+    accept_new_options=True,
+    placeholder="Choose a notebook path",
+    help="Every user has their own home directory: the page shows everyone with a notebook at this path.",
+)
+
+
+@st.fragment(run_every=ui.settings().refresh_s)
+def notebook_page(path: str) -> None:
+    span = ui.span()
+    if span is None:
+        return
+    ui.range_caption(span)
+    tz = ui.viewer_zone()
+    try:
+        detail = ui.api().notebook(span, path)
+    except ApiError as error:
+        ui.api_problem(error)
+        return
+    if not detail["found"]:
+        st.info(f"Nobody worked on **{path}** in this range: choose a longer range.", icon=":material/draft:")
+        return
+    executions, failures = detail["executions"], detail["failures"]
+    tiles = [
+        ("Users", model.fmt_count(len(detail["users"])), "Users with a notebook at this path"),
+        ("Events", model.fmt_count(detail["events"]), "Pioneer events in the range"),
+        ("Executions", model.fmt_count(executions), "Cell executions"),
+        ("Failures", model.fmt_count(failures), "Cell executions that raised an error"),
+        ("Failure rate", model.fmt_percent(failures / executions if executions else None), "Failures / executions"),
+    ]  # fmt: skip
+    for column, (label, value, help) in zip(st.columns(len(tiles)), tiles, strict=True):
+        column.metric(label, value, help=help, border=True)
+
+    users = model.notebook_users_frame(detail)
+    errors = model.errors_frame(detail["failures_by_error"])
+    left, right = st.columns([3, 2])
+    with left.container(border=True):
+        st.subheader("Who works on it", anchor=False)
+        st.caption("Select a row to open the user's page.")
+        selected = ui.table(
+            users, key="notebook_users", file_name="notebook-users.csv", selectable=True,
+            column_config={
+                "user": ui.user_column(),
+                "events": ui.bar_column("Events", users, "events"),
+                "executions": ui.number_column("Executions"),
+                "failures": ui.number_column("Failures"),
+            },
+        )  # fmt: skip
+        if selected:
+            st.switch_page(VIEWS / "user.py", query_params={"user": users.iloc[selected[0]]["user"]})
+    with right.container(border=True):
+        st.subheader("Failures by error", anchor=False)
+        if len(errors):
+            ui.table(
+                errors, key="notebook_errors", file_name="notebook-errors.csv",
+                column_config={
+                "error": st.column_config.TextColumn("Error", width=150),
+                "failures": ui.bar_column("Failures", errors, "failures", "#d62728", width=110),
+            },
+            )  # fmt: skip
+        else:
+            st.caption("No failed executions in this range.")
+    with st.container(border=True):
+        st.subheader("Executions and failures", anchor=False)
+        ui.chart(charts.executions_chart(model.executions_frame(detail["timeline"], tz), span.resolution))
+
+
+if notebook:
+    notebook_page(notebook)
+else:
+    st.info("Choose a notebook path above, or select one in the overview's Top notebooks table.",
+            icon=":material/search:")  # fmt: skip
