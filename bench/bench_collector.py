@@ -8,7 +8,8 @@ lines (server lines are read and filtered out). Reported per repeat:
 
 - lines read/s: every logical line of the files (events and server lines) over that wall time,
 - event lines acked/s: the same wall time, counting the lines Kafka acknowledged,
-- CPU seconds of the collector process over that time, and its peak RSS (ru_maxrss of the process),
+- CPU seconds of the collector process over that time, and its peak RSS (VmHWM: ru_maxrss would
+  include the parent's RSS at fork time), and its RSS just before `run_collector` (imports only),
 - broker CPU seconds over that time (the broker shares the 2 cores),
 - the reference ceiling: the very envelopes the collector wrote (read back from the topic) produced
   again with `AIOKafkaProducer.send_batch` in a loop, producer configured like the collector's
@@ -67,6 +68,14 @@ def simulate(out_dir: Path, events: int, users: int) -> tuple[int, int]:
     return truth.lines, truth.total
 
 
+def _vm_kb(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (VmRSS, VmHWM = peak RSS), in kB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
 def _counter(name: str) -> float:
     return REGISTRY.get_sample_value(name) or 0.0
 
@@ -84,7 +93,7 @@ async def _collect(
     stop = asyncio.Event()
     acked0 = _counter("pioneer_collector_lines_acked_total")
     received0 = _counter("pioneer_collector_lines_received_total")
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _vm_kb("VmRSS")
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     task = asyncio.create_task(run_collector(settings, kafka, TopicSettings(raw=topic), stop))
@@ -105,7 +114,7 @@ async def _collect(
         "acked": acked,
         "received": received,
         "cpu_s": cpu,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": _vm_kb("VmHWM") / 1024,
         "rss_before_mb": rss_before / 1024,
         "settings": settings.model_dump(include={"compression", "batch_bytes", "linger_ms", "buffer_bytes"}),
     }
@@ -166,6 +175,7 @@ def record_run(results: Results, run_result: dict[str, Any], broker_cpu: float) 
     results.add("collector CPU / wall", run_result["cpu_s"] / wall, "cores")
     results.add("event lines per collector CPU-second", run_result["acked"] / run_result["cpu_s"], "lines/s")
     results.add("collector peak RSS", run_result["peak_rss_mb"], "MB")
+    results.add("collector RSS before start (imports)", run_result["rss_before_mb"], "MB")
     results.add("broker CPU (same interval)", broker_cpu, "s")
 
 

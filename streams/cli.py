@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections import Counter
@@ -98,12 +99,18 @@ def worker(
     """
     from faust.worker import Worker  # noqa: PLC0415 (faust is heavy; other commands do not need it)
 
-    from streams.worker import WorkerSettings, create_app  # noqa: PLC0415
+    from pioneer_telemetry.config import KafkaSettings  # noqa: PLC0415
+    from streams.topics import TopicSettings, ensure_topics, topic_specs  # noqa: PLC0415
+    from streams.worker import WorkerSettings, changelog_specs, create_app  # noqa: PLC0415
 
     flags = {"web_port": web_port, "web_host": web_host, "data_dir": data_dir, "store": store}
     settings = WorkerSettings(**{k: v for k, v in flags.items() if v is not None})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
+    kafka, topics = KafkaSettings(), TopicSettings()
+    asyncio.run(
+        ensure_topics(kafka.bootstrap_servers, topic_specs(topics) + changelog_specs(settings, topics))
+    )
+    app = create_app(settings, kafka, topics)
     Worker(
         app, loglevel="INFO", workdir=str(settings.data_dir), redirect_stdouts=False
     ).execute_from_commandline()

@@ -40,7 +40,7 @@ from streams.identity import PodMeta
 from streams.parser import LineParser
 from streams.schema import DeadLetter, PioneerEvent
 from streams.settings import ParserSettings
-from streams.topics import TopicSettings
+from streams.topics import TopicSettings, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class WorkerSettings(ComponentSettings):
     batch_size: int = 5000
     batch_within_s: float = 0.2
     commit_interval_s: float = 1.0
+    session_timeout_s: float = 10.0  # how soon the group notices a crashed worker and hands its partitions on
     publish_events: bool = True  # write parsed events to the events topic for downstream consumers
 
 
@@ -286,6 +287,20 @@ class _PartitionBatch:
             self.pipeline.sources[key] = orjson.dumps(value)
 
 
+def changelog_specs(settings: WorkerSettings, topics: TopicSettings) -> list[TopicSpec]:
+    """The tables' changelog topics, named as Faust names them. Created before Faust starts: when Faust
+    creates them itself, a worker can read stale metadata (0 partitions) and crash its agent."""
+    return [
+        TopicSpec(
+            f"{settings.app_id}-{table}-changelog",
+            topics.partitions,
+            topics.replication_factor,
+            {"cleanup.policy": "compact"},
+        )
+        for table in (MINUTES, HOURS, SOURCES)
+    ]
+
+
 def create_app(
     settings: WorkerSettings | None = None,
     kafka: KafkaSettings | None = None,
@@ -311,6 +326,8 @@ def create_app(
         topic_replication_factor=topics.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.session_timeout_s / 3,
         processing_guarantee="at_least_once",
         key_serializer="raw",
         value_serializer="raw",
