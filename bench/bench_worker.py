@@ -17,9 +17,9 @@ topic with `send_batch` before anything is timed.
     marker event with a unique session id (user `bench-marker`, partitions in turn); a poller asks
     `/api/v1/users/bench-marker` every 50 ms and notes when each marker's session first appears.
     Latency = that response's arrival - the marker's hand-over to the producer (an upper bound with
-    ~50 ms + one request of resolution). Reports p50 / p99 / max and the worker's lag when producing
-    stopped (a worker slower than the offered rate falls behind, and latency grows with the run);
-    a marker never seen is a FAILED.
+    ~50 ms + one request of resolution). Reports p50 / p99 / max and the backlog when producing
+    stopped (records produced minus processed: a worker slower than the offered rate falls behind,
+    and latency grows with the run); a marker never seen is a FAILED.
 (c) reference: a plain aiokafka consumer over the same pre-filled topic, `orjson.loads` of the
     envelope, `LineParser.parse`, and a dict count by event name, in this process.
 

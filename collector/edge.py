@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from streams.logformat import find_event_start
-from streams.privacy import SECRET_KEY, PrivacyPolicy, redact_event, scrub_text
+from streams.privacy import PrivacyPolicy, mentions_secret_word, redact_event, scrub_text
 
 EVENT_MARKER = "eventDetail"
 # At the edge only secrets go: user content stays for the parser, which drops it unless capture is on.
@@ -28,7 +28,7 @@ def redact_line(log: str) -> str:
     Only lines that mention `environ` or a secret-looking key pay for a decode; an event that does not
     decode (truncated, dict repr) is scrubbed as text instead, so nothing secret passes either way.
     """
-    if "environ" not in log and SECRET_KEY.search(log) is None:
+    if "environ" not in log and not mentions_secret_word(log):
         return log
     return _rewrite_event(log, EDGE_POLICY)
 

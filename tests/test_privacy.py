@@ -13,8 +13,10 @@ from streams.identity import PodMeta
 from streams.parser import LineParser
 from streams.privacy import (
     DEFAULT_ENVIRON_ALLOWLIST,
+    SECRET_KEY,
     PrivacyPolicy,
     is_secret_key,
+    mentions_secret_word,
     pseudonymize,
     redact_event,
     scrub_text,
@@ -205,3 +207,17 @@ def test_the_parser_pseudonymizes_users_and_pods() -> None:
 
 def test_default_allowlist_names_no_user() -> None:
     assert not {"JUPYTERHUB_USER", "HOSTNAME", "PREFERRED_USERNAME"} & DEFAULT_ENVIRON_ALLOWLIST
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"JUPYTERHUB_API_TOKEN": "x"}', True),
+        ("my_Password=1", True),
+        ("api-Key", True),
+        ("nothing here", False),
+    ],
+)
+def test_mentions_secret_word_agrees_with_the_secret_key_pattern(text: str, expected: bool) -> None:
+    assert mentions_secret_word(text) is expected
+    assert (SECRET_KEY.search(text) is not None) is expected
