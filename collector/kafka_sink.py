@@ -65,6 +65,7 @@ class KafkaSink:
         self._partitioner = DefaultPartitioner()
         self._partitions: list[int] = []
         self._ordered: dict[int, asyncio.Lock] = {}  # aiokafka wakes all waiters of a partition at once
+        self._partition_of: dict[bytes, int] = {}
         self._open: dict[int, _Batch] = {}
         self._unacked_bytes = 0
         self._room = asyncio.Event()
@@ -93,7 +94,13 @@ class KafkaSink:
                 METRICS.lines_filtered.inc()
                 continue
             key, value = self._encode(line)
-            partition = self._partitioner(key, self._partitions, self._partitions)
+            partition = self._partition_of.get(key)
+            if partition is None:  # murmur2 in pure Python costs ~6 us; a node has few pods
+                if len(self._partition_of) > 10_000:
+                    self._partition_of.clear()
+                partition = self._partition_of[key] = self._partitioner(
+                    key, self._partitions, self._partitions
+                )
             batch = self._open.get(partition)
             if batch is None:
                 batch = self._open[partition] = _Batch(partition)

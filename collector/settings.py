@@ -30,7 +30,7 @@ class CollectorSettings(ComponentSettings):
     buffer_bytes: int = 64 * 1024 * 1024  # unacknowledged bytes before sources stop reading
     batch_bytes: int = 512 * 1024
     linger_ms: int = 50
-    compression: Literal["gzip", "none"] = "gzip"
+    compression: Literal["lz4", "zstd", "gzip", "none"] = "lz4"
     # operations
     poll_interval_s: float = 0.25
     rotate_wait_s: float = 5.0
