@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test lint format deploy-check clean
+.PHONY: install up test lint format deploy-check bench clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: install
+	$(BIN)/python bench/bench_parser.py
+	$(BIN)/python bench/bench_collector.py --quick
+	$(BIN)/python bench/bench_worker.py --quick
 
 deploy-check:
 	bash deploy/validate.sh
