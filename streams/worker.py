@@ -116,6 +116,7 @@ class Pipeline:
         self.topics = topics
         self.partitions: dict[int, PartitionState] = defaultdict(PartitionState)
         self._pods: dict[tuple[Any, ...], PodMeta] = {}
+        self._partition_of: dict[tuple[str, bytes], int] = {}
         self._last_expiry = 0.0
 
     async def process(self, events: list[EventT]) -> None:
@@ -167,8 +168,19 @@ class Pipeline:
 
     async def _publish(self, topic: str, key: bytes, value: bytes) -> None:
         """Straight to Faust's producer: `Topic.send` costs far more per message (callbacks, futures).
-        Still at-least-once: Faust flushes this producer before it commits the raw topic's offsets."""
-        await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+        Still at-least-once: Faust flushes this producer before it commits the raw topic's offsets.
+        Partitions are placed like the producer would (murmur2 of the key), remembered per key: in
+        pure Python the hash costs more than the send, and keys (sessions, sources) repeat."""
+        slot = (topic, key)
+        partition = self._partition_of.get(slot)
+        if partition is None:
+            with contextlib.suppress(Exception):  # no metadata for the topic yet: let send() place it
+                partition = self.app.producer.key_partition(topic, key).partition
+            if partition is not None:
+                if len(self._partition_of) > 100_000:
+                    self._partition_of.clear()
+                self._partition_of[slot] = partition
+        await self.app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
 
     def _parse(self, event: EventT, partition: int) -> tuple[PioneerEvent | DeadLetter | None, str, int, int]:
         """One raw record, our collector's envelope or Fluent Bit's kafka output (no `source`): the
