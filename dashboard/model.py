@@ -396,6 +396,8 @@ def assess_health(health: dict[str, Any], now_s: float, stale_s: float = STALE_S
         )
     if day.get("duplicates"):
         notes.append(f"{day['duplicates']:,} lines were delivered twice by the collector and counted once.")
+    for worker, crash in (health.get("crashes") or {}).items():
+        notes.append(f"The worker at {worker} crashed and was restarted: {crash}")
     pending = f"{lag:,} lines wait in Kafka" if lag else ""
     if waiting:
         pending = (pending + "; " if pending else "") + (

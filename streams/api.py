@@ -130,7 +130,11 @@ class ReadApi:
                 "stream_time_ms": state.stream_time if state else None,
                 "last_event_at": state.last_event_at if state else None,
             }
-        return {"worker": str(self.app.conf.canonical_url), "partitions": partitions}
+        return {
+            "worker": str(self.app.conf.canonical_url),
+            "partitions": partitions,
+            "last_crash": self.pipeline.last_crash,
+        }
 
     # -- the cluster --------------------------------------------------------------------------------
 
@@ -359,6 +363,7 @@ def register_api(app: faust.App, pipeline: Pipeline) -> None:
             "lag": sum(info["lag"] or 0 for info in partitions.values()),
             "last_event_at": last_event or None,
             "last_24h": {key: totals[key] for key in ("events", "late", "duplicates", "dead_letters")},
+            "crashes": {worker["worker"]: worker["last_crash"] for worker in workers if worker["last_crash"]},
         }
 
     routes = {

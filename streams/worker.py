@@ -116,6 +116,7 @@ class Pipeline:
         self.topics = topics
         self.partitions: dict[int, PartitionState] = defaultdict(PartitionState)
         self._pods: dict[tuple[Any, ...], PodMeta] = {}
+        self.last_crash: str | None = None  # the agent's last crash, for the health endpoint
         self._partition_of: dict[tuple[str, bytes], int] = {}
         self._last_expiry = 0.0
 
@@ -357,7 +358,12 @@ def create_app(
     @app.agent(raw, name="pioneer-aggregate")
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            await pipeline.process(list(events))
+            try:
+                await pipeline.process(list(events))
+            except Exception as error:
+                # Faust restarts a crashed agent and the web server keeps answering: say so in /health
+                pipeline.last_crash = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {error!r}"
+                raise
 
     register_api(app, pipeline)
     return app

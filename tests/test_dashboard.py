@@ -177,6 +177,8 @@ def test_health_tells_a_quiet_platform_from_a_broken_pipeline() -> None:
     notes = model.assess_health(health(0, now, dead_letters=3, late=2), now).notes
     assert any("3 lines" in note for note in notes)
     assert any("2 events" in note for note in notes)
+    crashed = health(0, now) | {"crashes": {"http://w1:6066": "2026-11-26T20:00:00Z KeyError('x')"}}
+    assert any("http://w1:6066 crashed" in note for note in model.assess_health(crashed, now).notes)
 
 
 # -- the launcher and the settings -------------------------------------------------------------------

@@ -217,5 +217,6 @@ def test_malformed_lines_become_dead_letters_and_the_worker_goes_on(
         health = worker.wait_until(lambda w: w.get("health")["last_24h"]["dead_letters"] == 3 and w.get("health"),
                                    what="dead letters counted")  # fmt: skip
         assert health["lag"] == 0
+        assert health["crashes"] == {}  # bad input never crashes the agent
     finally:
         worker.kill(signal.SIGTERM)
