@@ -28,7 +28,6 @@ import math
 import re
 import reprlib
 import struct
-import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from typing import Any
 
 import msgpack
 
-from collector.lines import LineSink, LogLine, kubernetes_metadata
+from collector.lines import LineSink, LogLine, kubernetes_metadata, rfc3339_nano
 from streams.identity import PodMeta
 
 log = logging.getLogger(__name__)
@@ -333,7 +332,7 @@ def _to_line(entry: object, tag: str, tag_pod: PodMeta | None, source_id: str, o
     return LogLine(
         log=text,
         stream=_text(stream) if isinstance(stream, str) else _DEFAULT_STREAM,
-        time=_rfc3339_nano(ns),
+        time=rfc3339_nano(ns),
         kubernetes=kubernetes,
         source_id=source_id,
         offset=offset,
@@ -366,13 +365,6 @@ def _event_ns(when: object) -> int:
     if not 0 <= ns < _MAX_SECONDS * _NS:
         raise _ProtocolError(f"event time {when!r} is out of range")
     return ns
-
-
-def _rfc3339_nano(ns: int) -> str:
-    """Go's RFC3339Nano in UTC, as container runtimes write it: trailing zeros of the fraction dropped."""
-    seconds, fraction = divmod(ns, _NS)
-    second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{second}.{fraction:09d}".rstrip("0").rstrip(".") + "Z"
 
 
 def _text(value: str) -> str:

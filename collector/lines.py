@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 from streams.framing import Deframer, detect_framing
@@ -52,8 +53,21 @@ def kubernetes_metadata(meta: PodMeta) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=8)
+def _utc_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def rfc3339_nano(ns: int) -> str:
+    """Go's RFC3339Nano, as container runtimes write it: UTC, trailing zeros of the fraction dropped."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    digits = f"{fraction:09d}".rstrip("0")
+    stamp = _utc_second(seconds)
+    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339_nano(time.time_ns())
 
 
 class LineAssembler:

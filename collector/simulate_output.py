@@ -8,9 +8,7 @@ import asyncio
 import hashlib
 import json
 import re
-import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -19,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from collector.edge import PodFilter
 from collector.kafka_sink import KafkaSink as CollectorKafkaSink
 from collector.lines import LogLine as CollectedLine
+from collector.lines import rfc3339_nano
 from collector.service import start_producer
 from collector.settings import CollectorSettings
 from pioneer_telemetry.config import KafkaSettings
@@ -77,19 +76,6 @@ class Pod:
     def log_file(self) -> str:
         """The file name under `/var/log/containers/`."""
         return f"{self.name}_{self.namespace}_{self.container}-{self.container_id}.log"
-
-
-@lru_cache(maxsize=8)
-def _utc_second(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-
-
-def rfc3339_nano(ns: int) -> str:
-    """Go's RFC3339Nano, as the runtimes write it: UTC, trailing zeros of the fraction dropped."""
-    digits = str(ns)  # the last nine digits are the fraction of the second
-    stamp = _utc_second(int(digits[:-9]))
-    fraction = digits[-9:].rstrip("0")
-    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
 
 
 def frame(line: str, ns: int, framing: Framing) -> str:

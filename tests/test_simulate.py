@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from collector.lines import rfc3339_nano
 from collector.simulate import (
     DEFAULT_LOG_FORMAT,
     LogLine,
@@ -34,7 +35,6 @@ from collector.simulate_output import (
     Pod,
     frame,
     kubernetes_of,
-    rfc3339_nano,
     safe_slug,
 )
 from pioneer_telemetry.cli import app
