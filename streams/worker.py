@@ -79,6 +79,7 @@ class PartitionState:
     last_offset: int = -1
     last_event_at: float = 0.0  # wall clock of the last event processed
     dirty: set[bytes] = field(default_factory=set)  # minute keys changed since they were published
+    last_expiry: float = 0.0  # monotonic time of this partition's last retention pass
 
 
 @contextlib.contextmanager
@@ -118,7 +119,6 @@ class Pipeline:
         self._pods: dict[tuple[Any, ...], PodMeta] = {}
         self.last_crash: str | None = None  # the agent's last crash, for the health endpoint
         self._partition_of: dict[tuple[str, bytes], int] = {}
-        self._last_expiry = 0.0
 
     async def process(self, events: list[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -243,9 +243,9 @@ class Pipeline:
         """Drop minute windows after `minute_retention_h` and hour windows after `hour_retention_days`
         of stream time; checked once a minute, per partition, in that partition's event context."""
         now = time.monotonic()
-        if now - self._last_expiry < 60:
+        if now - state.last_expiry < 60:
             return
-        self._last_expiry = now
+        state.last_expiry = now
         limits = (
             (self.minutes, state.stream_time - int(self.settings.minute_retention_h * HOUR_MS)),
             (self.hours, state.stream_time - int(self.settings.hour_retention_days * 24 * HOUR_MS)),
