@@ -75,8 +75,10 @@ from benchlib import (
 
 from collector.edge import redact_line
 from collector.lines import kubernetes_metadata
+from collector.settings import CollectorSettings
 from collector.simulate import LogLine, SimulatorSettings, run
 from pioneer_telemetry.kafka_local import free_port
+from streams.envelope import envelopes
 from streams.identity import PodMeta
 from streams.parser import LineParser
 from streams.schema import PioneerEvent
@@ -95,14 +97,23 @@ EVENT_TIME = re.compile(r'"eventTime": \d+')
 CRASHED = b"Crashed reason="  # how Faust logs an agent that raised
 
 
+RECORD_LINES = CollectorSettings().record_lines
+
 # -- input ----------------------------------------------------------------------------------------
 
 
+def array_record(envelopes: list[bytes]) -> bytes:
+    """Envelopes as the collector sends them: a JSON array per Kafka record."""
+    return b"[" + b",".join(envelopes) + b"]"
+
+
 class EnvelopeSink:
-    """A simulator sink producing what the collector would: an envelope per event line, by partition."""
+    """A simulator sink producing what the collector would: envelopes of event lines, by partition,
+    consecutive lines of one pod's file sharing a record (up to the collector's `record_lines`)."""
 
     def __init__(self, partitions: int) -> None:
         self.records: Records = {p: [] for p in range(partitions)}
+        self._filling: dict[str, list[bytes]] = {}  # log file -> envelopes of its record being built
         self.pool: list[tuple[str, str]] = []  # (pod name, redacted line) templates for the latency run
         self._all = list(range(partitions))
         self._partitioner = DefaultPartitioner()
@@ -120,7 +131,7 @@ class EnvelopeSink:
             key = pod.name.encode()
             kubernetes = kubernetes_metadata(PodMeta.from_log_path(pod.log_file))
             known = self._pods[pod.log_file] = (key, self._partitioner(key, self._all, self._all), kubernetes)
-        key, partition, kubernetes = known
+        _, _, kubernetes = known
         text = redact_line(line.text)
         envelope = {
             "log": text,
@@ -129,12 +140,20 @@ class EnvelopeSink:
             "kubernetes": kubernetes,
             "source": {"id": f"/var/log/containers/{pod.log_file}#1", "offset": offset},
         }
-        self.records[partition].append((key, orjson.dumps(envelope)))
+        filling = self._filling.setdefault(pod.log_file, [])
+        filling.append(orjson.dumps(envelope))
+        if len(filling) >= RECORD_LINES:
+            self._close_record(pod.log_file)
         if len(self.pool) < POOL_SIZE:
             self.pool.append((pod.name, text))
 
+    def _close_record(self, log_file: str) -> None:
+        key, partition, _ = self._pods[log_file]
+        self.records[partition].append((key, array_record(self._filling.pop(log_file))))
+
     def flush(self) -> None:
-        pass
+        for log_file in list(self._filling):
+            self._close_record(log_file)
 
     def close(self) -> None:
         pass
@@ -144,6 +163,7 @@ def simulate(events: int, users: int) -> tuple[EnvelopeSink, dict[str, Any]]:
     settings = SimulatorSettings(users=users, seed=1, rate=0, events=events, framing="cri", start=SIM_START)
     sink = EnvelopeSink(PARTITIONS)
     truth = run(settings, [sink])
+    sink.flush()
     return sink, truth.as_dict()
 
 
@@ -366,19 +386,19 @@ async def reference_loop(bootstrap: str, topic: str, partitions: int, total: int
         while seen < total:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for messages in batch.values():
-                seen += len(messages)
                 for message in messages:
-                    envelope = orjson.loads(message.value)
-                    kubernetes = envelope["kubernetes"]
-                    pod = pods.get(kubernetes["pod_name"])
-                    if pod is None:
-                        pod = pods[kubernetes["pod_name"]] = PodMeta.from_fluent_bit(kubernetes)
-                    source = envelope["source"]
-                    result = parser.parse(
-                        envelope["log"], source["id"], source["offset"], pod, envelope["time"]
-                    )
-                    if isinstance(result, PioneerEvent):
-                        counts[result.event_name] = counts.get(result.event_name, 0) + 1
+                    for envelope in envelopes(message.value):
+                        seen += 1
+                        kubernetes = envelope["kubernetes"]
+                        pod = pods.get(kubernetes["pod_name"])
+                        if pod is None:
+                            pod = pods[kubernetes["pod_name"]] = PodMeta.from_fluent_bit(kubernetes)
+                        source = envelope["source"]
+                        result = parser.parse(
+                            envelope["log"], source["id"], source["offset"], pod, envelope["time"]
+                        )
+                        if isinstance(result, PioneerEvent):
+                            counts[result.event_name] = counts.get(result.event_name, 0) + 1
         wall = time.perf_counter() - started
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
@@ -504,7 +524,7 @@ async def latency_run(
     worker: Worker, bootstrap: str, topic: str, feed: Feed, *, rate: float, duration_s: float
 ) -> LatencyRun:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0, compression_type="gzip"
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0, compression_type="lz4"
     )
     await producer.start()
     sent: dict[str, float] = {}
@@ -513,25 +533,30 @@ async def latency_run(
     done = asyncio.Event()
     poller = asyncio.create_task(poll_markers(worker.url, sent, seen, done, interval_s=POLL_S))
     acks: list[asyncio.Future[Any]] = []
-    produced = 0
+    produced = 0  # events
+    records_produced = 0
     cpu0 = process_cpu_seconds(worker.pid)
     started = time.perf_counter()
     next_marker = 0.0
     try:
         while (elapsed := time.perf_counter() - started) < duration_s:
             now_ms = int(time.time() * 1000)
-            records: Records = defaultdict(list)
+            lines: dict[tuple[int, bytes], list[bytes]] = defaultdict(list)
             due = int(elapsed * rate) - produced
             for _ in range(due):
                 partition, key, value = feed.background(now_ms)
-                records[partition].append((key, value))
+                lines[partition, key].append(value)
             produced += due
             markers = []
             if elapsed >= next_marker:
                 markers.append(f"{run_id}-{len(sent)}")
                 partition, key, value = feed.marker(markers[-1], len(sent), now_ms)
-                records[partition].append((key, value))
+                lines[partition, key].append(value)
                 next_marker += MARKER_EVERY_S
+            records: Records = defaultdict(list)
+            for (partition, key), values in lines.items():  # a pod's lines of one tick: one record
+                records[partition].append((key, array_record(values)))
+            records_produced += len(lines)
             handed_over = time.perf_counter()
             for marker in markers:
                 sent[marker] = handed_over
@@ -540,7 +565,7 @@ async def latency_run(
         seconds = time.perf_counter() - started
         cpu = process_cpu_seconds(worker.pid) - cpu0  # while producing
         await asyncio.gather(*acks)
-        feed.produced += produced + len(sent)
+        feed.produced += records_produced
         # the topic holds exactly what the feed produced (health's own "lag" uses the consumer's
         # last-fetched highwater, which lags behind while Faust pauses fetching)
         backlog = feed.produced - await processed(worker.url)

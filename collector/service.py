@@ -88,6 +88,7 @@ async def run_collector(
         pod_filter,
         forward_all=settings.forward_all,
         batch_bytes=settings.batch_bytes,
+        record_lines=settings.record_lines,
         linger_s=settings.linger_ms / 1000,
         buffer_bytes=settings.buffer_bytes,
     )

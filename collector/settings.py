@@ -29,6 +29,7 @@ class CollectorSettings(ComponentSettings):
     checkpoint_file: Path = state_dir() / "collector" / "positions.json"
     buffer_bytes: int = 64 * 1024 * 1024  # unacknowledged bytes before sources stop reading
     batch_bytes: int = 512 * 1024
+    record_lines: int = 100  # lines of one source per Kafka record (a JSON array); 1: one bare envelope each
     linger_ms: int = 50
     compression: Literal["lz4", "zstd", "gzip", "none"] = "lz4"
     # operations

@@ -213,7 +213,13 @@ class KafkaSink:
     async def _start(kafka: KafkaSettings, topic: str) -> tuple[AIOKafkaProducer, CollectorKafkaSink]:
         settings = CollectorSettings()
         producer = await start_producer(kafka, settings, asyncio.Event())
-        sink = CollectorKafkaSink(producer, topic, PodFilter([], "*", []), batch_bytes=settings.batch_bytes)
+        sink = CollectorKafkaSink(
+            producer,
+            topic,
+            PodFilter([], "*", []),
+            batch_bytes=settings.batch_bytes,
+            record_lines=settings.record_lines,
+        )
         try:
             await sink.start()
         except BaseException:

@@ -34,9 +34,11 @@ from faust.types import EventT
 from pydantic_settings import SettingsConfigDict
 
 from pioneer_telemetry.config import ComponentSettings, KafkaSettings, state_dir
-from streams.aggregate import HOUR_MS, MINUTE_MS, Window, add_event, empty_window, event_time, window_start
+from streams.aggregate import HOUR_MS, MINUTE_MS, Window, add_event, empty_window, event_time, merge_into
+from streams.envelope import Envelope, envelopes
 from streams.framing import rfc3339_to_ms
 from streams.identity import PodMeta
+from streams.outbox import Outbox
 from streams.parser import LineParser
 from streams.schema import DeadLetter, PioneerEvent
 from streams.settings import ParserSettings
@@ -118,7 +120,7 @@ class Pipeline:
         self.partitions: dict[int, PartitionState] = defaultdict(PartitionState)
         self._pods: dict[tuple[Any, ...], PodMeta] = {}
         self.last_crash: str | None = None  # the agent's last crash, for the health endpoint
-        self._partition_of: dict[tuple[str, bytes], int] = {}
+        self.outbox = Outbox(app)
 
     async def process(self, events: list[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -126,81 +128,74 @@ class Pipeline:
             by_partition[event.message.partition].append(event)
         for partition, group in by_partition.items():
             with _acting_for(group[-1]):
-                await self._process_partition(partition, group)
+                self._process_partition(partition, group)
+        await self.outbox.send()
 
-    async def _process_partition(self, partition: int, events: list[EventT]) -> None:
+    def _process_partition(self, partition: int, events: list[EventT]) -> None:
         state = self.partitions[partition]
         batch = _PartitionBatch(self, partition, state)
         for event in events:
-            raw_offset = event.message.offset
+            message = event.message
+            raw_offset = message.offset
             state.last_offset = raw_offset
-            result, source_id, source_offset, runtime_ms = self._parse(event, partition)
-            if result is None:
-                continue
-            if isinstance(result, DeadLetter):
-                batch.count("dead_letters", raw_offset, runtime_ms)
-                await self._publish(self.topics.deadletter, source_id.encode(), orjson.dumps(result))
-                continue
-            when = event_time(result)
-            source = batch.source(source_id)
-            if raw_offset > source["raw"]:  # else replayed after a restart: the windows' offsets decide
-                if source_offset <= source["max"]:
-                    batch.count("duplicates", raw_offset, when)  # the collector delivered it twice
-                    continue
-                source["max"], source["raw"] = source_offset, raw_offset
-                if when < source["wm"] - self.settings.grace_s * 1000 or when < self.retention_floor(state):
-                    batch.count("late", raw_offset, when)
-                    continue
-                source["wm"] = max(source["wm"], when)
-            state.stream_time = max(state.stream_time, when)
-            state.last_event_at = time.time()
-            for table, size in ((self.minutes, MINUTE_MS), (self.hours, HOUR_MS)):
-                value, applied = batch.window(table, size, when)
-                if raw_offset > applied:
-                    add_event(value, result)
-                    value["o"] = max(value["o"], raw_offset)
-            if self.settings.publish_events:
-                await self._publish(
-                    self.topics.events, (result.session_id or "").encode(), orjson.dumps(result)
+            record_ms = int(message.timestamp * 1000)
+            fresh: dict[str, bool] = {}  # per source: is this record new to it (not a replay)?
+            for envelope in envelopes(event.value):
+                result, source_id, source_offset, runtime_ms = self._parse(
+                    envelope, partition, raw_offset, record_ms
                 )
+                if result is None:
+                    continue
+                if isinstance(result, DeadLetter):
+                    batch.count("dead_letters", raw_offset, runtime_ms)
+                    self.outbox.add(self.topics.deadletter, source_id.encode(), orjson.dumps(result))
+                    continue
+                when = event_time(result)
+                source = batch.source(source_id)
+                if source_id not in fresh:  # else replayed after a restart: the windows' offsets decide
+                    fresh[source_id] = raw_offset > source["raw"]
+                if fresh[source_id]:
+                    if source_offset <= source["max"]:
+                        batch.count("duplicates", raw_offset, when)  # the collector delivered it twice
+                        continue
+                    source["max"], source["raw"] = source_offset, raw_offset
+                    late_before = source["wm"] - self.settings.grace_s * 1000
+                    if when < late_before or when < self.retention_floor(state):
+                        batch.count("late", raw_offset, when)
+                        continue
+                    source["wm"] = max(source["wm"], when)
+                state.stream_time = max(state.stream_time, when)
+                state.last_event_at = time.time()
+                batch.add(result, when, raw_offset)
+                if self.settings.publish_events:
+                    self.outbox.add(
+                        self.topics.events, (result.session_id or "").encode(), orjson.dumps(result)
+                    )
         batch.write()
-        await self._publish_closed(partition, state, batch.windows)
+        self._publish_closed(partition, state, batch.written_minutes)
         self._expire(partition, state)
 
-    async def _publish(self, topic: str, key: bytes, value: bytes) -> None:
-        """Straight to Faust's producer: `Topic.send` costs far more per message (callbacks, futures).
-        Still at-least-once: Faust flushes this producer before it commits the raw topic's offsets.
-        Partitions are placed like the producer would (murmur2 of the key), remembered per key: in
-        pure Python the hash costs more than the send, and keys (sessions, sources) repeat."""
-        slot = (topic, key)
-        partition = self._partition_of.get(slot)
-        if partition is None:
-            with contextlib.suppress(Exception):  # no metadata for the topic yet: let send() place it
-                partition = self.app.producer.key_partition(topic, key).partition
-            if partition is not None:
-                if len(self._partition_of) > 100_000:
-                    self._partition_of.clear()
-                self._partition_of[slot] = partition
-        await self.app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
-
-    def _parse(self, event: EventT, partition: int) -> tuple[PioneerEvent | DeadLetter | None, str, int, int]:
-        """One raw record, our collector's envelope or Fluent Bit's kafka output (no `source`): the
-        parse result, the line's source position, and its runtime time (ms; else the record's)."""
-        message = event.message
-        source_id, source_offset = f"kafka:{self.raw_topic_name}:{partition}", message.offset
-        line: Any = event.value
-        pod, runtime_time = PodMeta(), None
-        with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-            envelope = orjson.loads(event.value)
-            line = envelope["log"]
-            source = envelope.get("source") or {}
-            source_id = source.get("id") or source_id
-            source_offset = source.get("offset", source_offset)
-            pod = self._pod(envelope.get("kubernetes") or {})
-            runtime_time = envelope.get("time") if isinstance(envelope.get("time"), str) else None
+    def _parse(
+        self, envelope: Envelope, partition: int, raw_offset: int, record_ms: int
+    ) -> tuple[PioneerEvent | DeadLetter | None, str, int, int]:
+        """One line of a raw record, from our collector or Fluent Bit's kafka output (no `source`: the
+        Kafka position stands in): the parse result, the line's source position, and its runtime time
+        (ms; else the record's)."""
+        line = envelope.get("log")
         if not isinstance(line, (str, bytes)):
-            line = str(line)
-        runtime_ms = (rfc3339_to_ms(runtime_time) if runtime_time else None) or int(message.timestamp * 1000)
+            line = "" if line is None else str(line)
+        source = envelope.get("source")
+        source_id, source_offset = f"kafka:{self.raw_topic_name}:{partition}", raw_offset
+        if isinstance(source, dict):
+            source_id = str(source.get("id") or source_id)
+            offset = source.get("offset")
+            source_offset = offset if isinstance(offset, int) else source_offset
+        kubernetes = envelope.get("kubernetes")
+        pod = self._pod(kubernetes) if isinstance(kubernetes, dict) else PodMeta()
+        runtime_time = envelope.get("time")
+        if not isinstance(runtime_time, str):
+            runtime_time = None
+        runtime_ms = (rfc3339_to_ms(runtime_time) if runtime_time else None) or record_ms
         result = self.parser.parse(line, source_id, source_offset, pod, runtime_time)
         return result, source_id, source_offset, runtime_ms
 
@@ -223,9 +218,7 @@ class Pipeline:
     def retention_floor(self, state: PartitionState) -> int:
         return state.stream_time - int(self.settings.minute_retention_h * HOUR_MS)
 
-    async def _publish_closed(
-        self, partition: int, state: PartitionState, windows: dict[tuple[Any, bytes], Window]
-    ) -> None:
+    def _publish_closed(self, partition: int, state: PartitionState, written: dict[bytes, bytes]) -> None:
         """Windows whose end + grace is behind the partition's stream time go to the aggregates topic
         (compacted: a window updated again later is simply published again)."""
         horizon = state.stream_time - int(self.settings.grace_s * 1000) - MINUTE_MS
@@ -233,11 +226,10 @@ class Pipeline:
             _, start = parse_window_key(key)
             if start > horizon:
                 continue
-            value = windows.get((self.minutes, key))
-            stored = orjson.dumps(value) if value is not None else self.minutes.get(key)
+            stored = written.get(key) or self.minutes.get(key)
             state.dirty.discard(key)
             if stored is not None:
-                await self._publish(self.topics.aggregates, b"minute|%d|%d" % (start, partition), stored)
+                self.outbox.add(self.topics.aggregates, b"minute|%d|%d" % (start, partition), stored)
 
     def _expire(self, partition: int, state: PartitionState) -> None:
         """Drop minute windows after `minute_retention_h` and hour windows after `hour_retention_days`
@@ -259,48 +251,83 @@ class Pipeline:
 
 class _PartitionBatch:
     """One partition's share of a batch: every window and source it touches is read once and written
-    once, however many events touch it."""
+    once, however many events touch it.
+
+    Events are counted into a delta per minute, which is merged into the stored minute window and into
+    its hour window when the batch is written: one `add_event` per event instead of one per table."""
 
     def __init__(self, pipeline: Pipeline, partition: int, state: PartitionState) -> None:
         self.pipeline = pipeline
         self.partition = partition
         self.state = state
-        self.windows: dict[tuple[Any, bytes], Window] = {}  # (table, key) -> value being updated
-        self._applied: dict[tuple[Any, bytes], int] = {}  # raw offset the stored value already holds
-        self._sources: dict[bytes, dict[str, int]] = {}
+        self.windows: dict[tuple[str, int], Window] = {}  # (table name, start) -> stored value, updated
+        self._applied: dict[tuple[str, int], int] = {}  # raw offset the stored value held before
+        self._deltas: dict[int, Window] = {}  # minute start -> this batch's events for it
+        self._sources: dict[str, dict[str, int]] = {}
+        self.written_minutes: dict[bytes, bytes] = {}  # window key -> its value as written
 
-    def window(self, table: Any, size: int, time_ms: int) -> tuple[Window, int]:
-        """The window holding `time_ms`, and the highest raw offset it held before this batch."""
-        slot = (table, window_key(self.partition, window_start(time_ms, size)))
-        if slot not in self.windows:
-            stored = table.get(slot[1])
-            self.windows[slot] = orjson.loads(stored) if stored is not None else empty_window()
-            self._applied[slot] = self.windows[slot]["o"]
-        return self.windows[slot], self._applied[slot]
+    def add(self, event: PioneerEvent, time_ms: int, raw_offset: int) -> None:
+        """Count an event into its minute and hour unless they already hold it (a replay)."""
+        minute = time_ms - time_ms % MINUTE_MS
+        hour = minute - minute % HOUR_MS
+        minute_applied = self._load(MINUTES, minute)
+        hour_applied = self._load(HOURS, hour)
+        if raw_offset > minute_applied and raw_offset > hour_applied:
+            delta = self._deltas.get(minute)
+            if delta is None:
+                delta = self._deltas[minute] = empty_window()
+            add_event(delta, event)
+            delta["o"] = raw_offset  # events come in offset order
+            return
+        for slot, applied in (((MINUTES, minute), minute_applied), ((HOURS, hour), hour_applied)):
+            if raw_offset > applied:  # a crash wrote one of the two, not the other: finish the other
+                add_event(self.windows[slot], event)
+                self.windows[slot]["o"] = max(self.windows[slot]["o"], raw_offset)
 
     def count(self, name: str, raw_offset: int, time_ms: int) -> None:
         """Health counters live in a minute that a replay finds again, so they stay exact too."""
-        floor = self.pipeline.retention_floor(self.state)
-        value, applied = self.window(self.pipeline.minutes, MINUTE_MS, max(time_ms, floor))
-        if raw_offset > applied:
+        time_ms = max(time_ms, self.pipeline.retention_floor(self.state))
+        slot = (MINUTES, time_ms - time_ms % MINUTE_MS)
+        if raw_offset > self._load(*slot):
+            value = self.windows[slot]
             value[name] += 1
             value["o"] = max(value["o"], raw_offset)
 
     def source(self, source_id: str) -> dict[str, int]:
         """Per source: highest collector offset (`max`) and raw offset (`raw`) seen, event-time watermark."""
-        key = f"{self.partition}|{source_id}".encode()
-        if key not in self._sources:
-            stored = self.pipeline.sources.get(key)
-            self._sources[key] = orjson.loads(stored) if stored else {"max": -1, "raw": -1, "wm": 0}
-        return self._sources[key]
+        source = self._sources.get(source_id)
+        if source is None:
+            stored = self.pipeline.sources.get(f"{self.partition}|{source_id}".encode())
+            source = self._sources[source_id] = (
+                orjson.loads(stored) if stored else {"max": -1, "raw": -1, "wm": 0}
+            )
+        return source
 
     def write(self) -> None:
-        for (table, key), value in self.windows.items():
-            table[key] = orjson.dumps(value)
-            if table is self.pipeline.minutes:
+        for minute, delta in self._deltas.items():
+            for slot in ((MINUTES, minute), (HOURS, minute - minute % HOUR_MS)):
+                value = merge_into(self.windows[slot], delta)
+                value["o"] = max(value["o"], delta["o"])
+        tables = {MINUTES: self.pipeline.minutes, HOURS: self.pipeline.hours}
+        for (name, start), value in self.windows.items():
+            key = window_key(self.partition, start)
+            tables[name][key] = encoded = orjson.dumps(value)
+            if name == MINUTES:
                 self.state.dirty.add(key)
-        for key, value in self._sources.items():
-            self.pipeline.sources[key] = orjson.dumps(value)
+                self.written_minutes[key] = encoded
+        for source_id, value in self._sources.items():
+            self.pipeline.sources[f"{self.partition}|{source_id}".encode()] = orjson.dumps(value)
+
+    def _load(self, name: str, start: int) -> int:
+        """Read a stored window into the batch once; returns the raw offset it held before the batch."""
+        slot = (name, start)
+        applied = self._applied.get(slot)
+        if applied is None:
+            table = self.pipeline.minutes if name == MINUTES else self.pipeline.hours
+            stored = table.get(window_key(self.partition, start))
+            self.windows[slot] = orjson.loads(stored) if stored is not None else empty_window()
+            applied = self._applied[slot] = self.windows[slot]["o"]
+        return applied
 
 
 def changelog_specs(settings: WorkerSettings, topics: TopicSettings) -> list[TopicSpec]:

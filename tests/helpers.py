@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,25 @@ from collector.service import run_collector
 from collector.settings import CollectorSettings
 from pioneer_telemetry.config import KafkaSettings
 from pioneer_telemetry.kafka_local import free_port
+from streams.envelope import envelopes
 from streams.topics import TopicSettings
 
 
-def consume(
+def consume_envelopes(
     bootstrap: str, topic: str, expected: int, timeout_s: float = 60, settle_s: float = 1.0
+) -> list[dict]:
+    """Every envelope (line) of the raw `topic`, however many a record carries (see streams.envelope)."""
+    return consume(bootstrap, topic, expected, timeout_s, settle_s, decode=envelopes)
+
+
+def consume(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout_s: float = 60,
+    settle_s: float = 1.0,
+    *,
+    decode: Callable[[bytes], list[dict]] = lambda value: [json.loads(value)],
 ) -> list[dict]:
     """Every message of `topic`, once at least `expected` arrived and nothing more came for `settle_s`."""
 
@@ -39,7 +54,7 @@ def consume(
                 batch = await consumer.getmany(timeout_ms=int(settle_s * 1000))
                 if not batch and len(messages) >= expected:
                     break
-                messages += [json.loads(r.value) for records in batch.values() for r in records]
+                messages += [item for records in batch.values() for r in records for item in decode(r.value)]
         finally:
             await consumer.stop()
         return messages

@@ -20,7 +20,7 @@ import pytest
 from collector.settings import CollectorSettings
 from pioneer_telemetry.kafka_local import LocalBroker, free_port
 from streams.topics import TopicSettings, ensure_topics, topic_specs
-from tests.helpers import CollectorThread, consume, settings_for, wait_for_port
+from tests.helpers import CollectorThread, consume, consume_envelopes, settings_for, wait_for_port
 
 pytestmark = pytest.mark.kafka
 
@@ -79,10 +79,12 @@ def test_rotation_while_writing_loses_and_repeats_nothing(
         write(renamed.with_suffix(".log.1"), "jupyter-alice", 3000, 500)  # ...while the runtime still writes
         write(renamed, "jupyter-alice", 3500, 3000)
         so_far = sum(len(lines) for lines in written.values())
-        assert len(consume(kafka_broker, topics.raw, expected=so_far)) == so_far
+        assert len(consume_envelopes(kafka_broker, topics.raw, expected=so_far)) == so_far
         os.truncate(truncated, 0)  # copy-truncate, after everything before it was collected
         write(truncated, "jupyter-bob", 3000, 3000)
-        messages = consume(kafka_broker, topics.raw, expected=sum(len(lines) for lines in written.values()))
+        messages = consume_envelopes(
+            kafka_broker, topics.raw, expected=sum(len(lines) for lines in written.values())
+        )
     finally:
         collector.stop()
     by_pod: dict[str, list[str]] = {"jupyter-alice": [], "jupyter-bob": []}
@@ -124,7 +126,7 @@ def test_kill_9_then_restart_delivers_every_line(
                     collector.wait()
                 if n == total // 2:
                     collector = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-        messages = consume(kafka_broker, topics.raw, expected=total, timeout_s=120, settle_s=2)
+        messages = consume_envelopes(kafka_broker, topics.raw, expected=total, timeout_s=120, settle_s=2)
     finally:
         collector.send_signal(signal.SIGTERM)
         assert collector.wait(timeout=60) == 0, collector.stderr.read() if collector.stderr else ""
@@ -157,7 +159,9 @@ def test_a_broker_outage_of_20_seconds_loses_nothing(topics: TopicSettings, tmp_
                     handle.flush()
                     time.sleep(3)
             broker.start(port=state.port, heap="512m")
-            messages = consume(state.bootstrap, topics.raw, expected=len(lines), timeout_s=120, settle_s=2)
+            messages = consume_envelopes(
+                state.bootstrap, topics.raw, expected=len(lines), timeout_s=120, settle_s=2
+            )
         finally:
             collector.stop()
         assert Counter(m["log"] for m in messages).keys() == set(lines)
@@ -177,7 +181,7 @@ def test_no_secret_reaches_the_raw_topic(kafka_broker: str, topics: TopicSetting
         settings_for(log_dir, tmp_path, metrics_port=metrics_port), kafka_broker, topics
     )
     try:
-        messages = consume(kafka_broker, topics.raw, expected=len(lines))
+        messages = consume_envelopes(kafka_broker, topics.raw, expected=len(lines))
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
             metrics = response.read().decode()
     finally:
@@ -221,7 +225,7 @@ def test_fluent_logger_and_stdin_sources_reach_the_raw_topic(
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert piped.returncode == 0, piped.stderr
-        messages = consume(kafka_broker, topics.raw, expected=300)
+        messages = consume_envelopes(kafka_broker, topics.raw, expected=300)
     finally:
         collector.stop()
     by_pod: dict[str, list[str]] = {}
@@ -244,9 +248,42 @@ def test_simulate_to_kafka_goes_through_the_collectors_redaction(
         env=env, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     truth = json.loads(truth_path.read_text())
-    messages = consume(kafka_broker, topics.raw, expected=truth["total"])
+    messages = consume_envelopes(kafka_broker, topics.raw, expected=truth["total"])
     assert len(messages) == truth["total"]  # the pre-filter keeps exactly the event lines
     assert len({(m["source"]["id"], m["source"]["offset"]) for m in messages}) == truth["total"]
     raw = json.dumps(messages)
     assert truth["secret_values"]
     assert not [secret for secret in truth["secret_values"] if secret in raw]
+
+
+@pytest.mark.parametrize("record_lines", [100, 1])
+def test_records_carry_lines_of_one_source_or_one_bare_envelope(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, record_lines: int
+) -> None:
+    """Default: a record is a JSON array of up to `record_lines` envelopes of one file, in order;
+    `record_lines=1`: one bare envelope per record, exactly Fluent Bit's kafka output."""
+    log_dir = tmp_path / "containers"
+    log_dir.mkdir()
+    lines = {pod: [event_line(n) for n in range(250)] for pod in ("jupyter-hana", "jupyter-ivan")}
+    for pod, pod_lines in lines.items():
+        (log_dir / kubelet_name(pod)).write_text("".join(cri(line) for line in pod_lines))
+    settings = settings_for(log_dir, tmp_path, record_lines=record_lines)
+    collector = CollectorThread(settings, kafka_broker, topics)
+    try:
+        records = consume(
+            kafka_broker, topics.raw, expected=500 // record_lines, decode=lambda v: [json.loads(v)]
+        )
+    finally:
+        collector.stop()
+    if record_lines == 1:
+        assert all(
+            isinstance(r, dict) and set(r) == {"log", "stream", "time", "kubernetes", "source"}
+            for r in records
+        )
+        records = [[r] for r in records]
+    assert all(isinstance(r, list) and 0 < len(r) <= record_lines for r in records)
+    assert all(len({e["source"]["id"] for e in r}) == 1 for r in records)  # one source per record
+    for pod, pod_lines in lines.items():
+        mine = [e for r in records for e in r if e["kubernetes"]["pod_name"] == pod]
+        assert [e["log"] for e in mine] == pod_lines  # every line, once, in order
+        assert [e["source"]["offset"] for e in mine] == sorted(e["source"]["offset"] for e in mine)

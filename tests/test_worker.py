@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.topics import TopicSettings
-from tests.helpers import CollectorThread, WorkerProcess, consume, settings_for, worker_env
+from tests.helpers import CollectorThread, WorkerProcess, consume, consume_envelopes, settings_for, worker_env
 
 pytestmark = pytest.mark.kafka
 
@@ -105,7 +105,7 @@ def collect(kafka_broker: str, topics: TopicSettings, log_dir: Path, tmp_path: P
     expected = sum(1 for path in log_dir.glob("*.log") for line in path.open() if "eventDetail" in line)
     collector = CollectorThread(settings_for(log_dir, tmp_path), kafka_broker, topics)
     try:
-        assert len(consume(kafka_broker, topics.raw, expected=expected)) == expected
+        assert len(consume_envelopes(kafka_broker, topics.raw, expected=expected)) == expected
     finally:
         collector.stop()
 
