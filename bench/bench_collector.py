@@ -13,7 +13,7 @@ lines (server lines are read and filtered out). Reported per repeat:
 - broker CPU seconds over that time (the broker shares the 2 cores),
 - the reference ceiling: the very envelopes the collector wrote (read back from the topic) produced
   again with `AIOKafkaProducer.send_batch` in a loop, producer configured like the collector's
-  (lz4, and also without compression), in this process.
+  (zstd, and also without compression), in this process.
 
 Correctness: the raw topic must hold exactly the event lines; otherwise the run prints FAILED.
 
@@ -58,7 +58,7 @@ from streams.topics import TopicSettings
 
 TARGET = "100,000"
 PARTITIONS = 8
-COMPRESSIONS = ("lz4", "none")  # the collector's default, and none
+COMPRESSIONS = ("zstd", "none")  # the collector's default, and none
 
 
 def simulate(out_dir: Path, events: int, users: int) -> tuple[int, int]:

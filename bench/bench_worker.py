@@ -524,7 +524,7 @@ async def latency_run(
     worker: Worker, bootstrap: str, topic: str, feed: Feed, *, rate: float, duration_s: float
 ) -> LatencyRun:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0, compression_type="lz4"
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0, compression_type="zstd"
     )
     await producer.start()
     sent: dict[str, float] = {}

@@ -91,7 +91,7 @@ def create_topics(bootstrap: str, prefix: str, partitions: int = 8) -> TopicSett
     return topics
 
 
-def collector_producer(bootstrap: str, compression: str = "lz4", linger_ms: int = 50) -> AIOKafkaProducer:
+def collector_producer(bootstrap: str, compression: str = "zstd", linger_ms: int = 50) -> AIOKafkaProducer:
     """A producer configured like the collector's (`collector.service.start_producer`)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -125,7 +125,7 @@ async def send_records(producer: AIOKafkaProducer, topic: str, records: Records)
     return acks
 
 
-async def produce(bootstrap: str, topic: str, records: Records, compression: str = "lz4") -> None:
+async def produce(bootstrap: str, topic: str, records: Records, compression: str = "zstd") -> None:
     producer = collector_producer(bootstrap, compression)
     await producer.start()
     try:

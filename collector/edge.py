@@ -59,14 +59,19 @@ class PodFilter:
         self.namespaces = frozenset(namespaces)
         self.pod_glob = pod_glob
         self.containers = frozenset(containers)
+        self._decided: dict[tuple[Any, Any, Any], bool] = {}  # asked for every line; a node has few pods
 
     def accepts(self, kubernetes: dict[str, Any]) -> bool:
         """Unknown metadata (plain files, stdin) is accepted: the user chose that source explicitly."""
-        namespace, pod, container = (
-            kubernetes.get("namespace_name"),
-            kubernetes.get("pod_name"),
-            kubernetes.get("container_name"),
-        )
+        pod = (kubernetes.get("namespace_name"), kubernetes.get("pod_name"), kubernetes.get("container_name"))
+        decision = self._decided.get(pod)
+        if decision is None:
+            if len(self._decided) > 10_000:
+                self._decided.clear()
+            decision = self._decided[pod] = self._decide(*pod)
+        return decision
+
+    def _decide(self, namespace: Any, pod: Any, container: Any) -> bool:
         if namespace is not None and self.namespaces and namespace not in self.namespaces:
             return False
         if pod is not None and not fnmatch.fnmatchcase(pod, self.pod_glob):

@@ -23,13 +23,15 @@ from typing import Any
 
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH", "COOKIE", "PRIVATE")
 SECRET_KEY = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
-_SECRET_WORD_LOWER = re.compile("|".join(word.lower() for word in SECRET_WORDS))
+_SECRET_WORDS_LOWER = tuple(word.lower() for word in SECRET_WORDS)
 
 
 def mentions_secret_word(text: str) -> bool:
     """Whether `text` contains a secret-looking word anywhere: for whole lines, where lowercasing once
-    and searching case-sensitively is ten times cheaper than the case-insensitive `SECRET_KEY`."""
-    return _SECRET_WORD_LOWER.search(text.lower()) is not None
+    and a substring scan per word is ten times cheaper than the case-insensitive `SECRET_KEY` (and a
+    third cheaper than one regex alternation of the lowercase words)."""
+    lowered = text.lower()
+    return any(word in lowered for word in _SECRET_WORDS_LOWER)
 
 
 # Harmless, useful for sizing and debugging; deliberately not JUPYTERHUB_USER or HOSTNAME (the pod name),

@@ -141,12 +141,11 @@ class Pipeline:
             record_ms = int(message.timestamp * 1000)
             fresh: dict[str, bool] = {}  # per source: is this record new to it (not a replay)?
             for envelope in envelopes(event.value):
-                result, source_id, source_offset, runtime_ms = self._parse(
-                    envelope, partition, raw_offset, record_ms
-                )
+                result, source_id, source_offset, runtime_time = self._parse(envelope, partition, raw_offset)
                 if result is None:
                     continue
                 if isinstance(result, DeadLetter):
+                    runtime_ms = (rfc3339_to_ms(runtime_time) if runtime_time else None) or record_ms
                     batch.count("dead_letters", raw_offset, runtime_ms)
                     self.outbox.add(self.topics.deadletter, source_id.encode(), orjson.dumps(result))
                     continue
@@ -176,28 +175,27 @@ class Pipeline:
         self._expire(partition, state)
 
     def _parse(
-        self, envelope: Envelope, partition: int, raw_offset: int, record_ms: int
-    ) -> tuple[PioneerEvent | DeadLetter | None, str, int, int]:
+        self, envelope: Envelope, partition: int, raw_offset: int
+    ) -> tuple[PioneerEvent | DeadLetter | None, str, int, str | None]:
         """One line of a raw record, from our collector or Fluent Bit's kafka output (no `source`: the
-        Kafka position stands in): the parse result, the line's source position, and its runtime time
-        (ms; else the record's)."""
+        Kafka position stands in): the parse result, the line's source position, its runtime time."""
         line = envelope.get("log")
         if not isinstance(line, (str, bytes)):
             line = "" if line is None else str(line)
         source = envelope.get("source")
-        source_id, source_offset = f"kafka:{self.raw_topic_name}:{partition}", raw_offset
+        source_id, source_offset = None, raw_offset
         if isinstance(source, dict):
-            source_id = str(source.get("id") or source_id)
+            source_id = source.get("id")
             offset = source.get("offset")
             source_offset = offset if isinstance(offset, int) else source_offset
+        source_id = str(source_id) if source_id else f"kafka:{self.raw_topic_name}:{partition}"
         kubernetes = envelope.get("kubernetes")
         pod = self._pod(kubernetes) if isinstance(kubernetes, dict) else PodMeta()
         runtime_time = envelope.get("time")
         if not isinstance(runtime_time, str):
             runtime_time = None
-        runtime_ms = (rfc3339_to_ms(runtime_time) if runtime_time else None) or record_ms
         result = self.parser.parse(line, source_id, source_offset, pod, runtime_time)
-        return result, source_id, source_offset, runtime_ms
+        return result, source_id, source_offset, runtime_time
 
     def _pod(self, kubernetes: dict[str, Any]) -> PodMeta:
         annotations, labels = kubernetes.get("annotations") or {}, kubernetes.get("labels") or {}
