@@ -42,12 +42,23 @@ class Outbox:
         unplaced, self._unplaced = self._unplaced, []
         # Faust keeps its aiokafka producer private; `send` would cost the per-record price
         producer: AIOKafkaProducer = self.app.producer._ensure_producer()
-        for (topic, partition), items in records.items():
-            for batch in _batches(producer, items):
-                delivery = await producer.send_batch(batch, topic, partition=partition)
-                delivery.add_done_callback(self._check_delivery)
+        await asyncio.gather(
+            *(
+                self._send_partition(producer, topic, partition, items)
+                for (topic, partition), items in records.items()
+            )
+        )
         for topic, key, value in unplaced:  # no metadata for the topic yet: let the producer place them
             await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+
+    async def _send_partition(
+        self, producer: AIOKafkaProducer, topic: str, partition: int, items: list[tuple[bytes, bytes]]
+    ) -> None:
+        """In order within a partition; partitions side by side, since aiokafka holds a new batch back
+        until the partition's previous request is answered (one round trip each, in series, adds up)."""
+        for batch in _batches(producer, items):
+            delivery = await producer.send_batch(batch, topic, partition=partition)
+            delivery.add_done_callback(self._check_delivery)
 
     def _partition(self, topic: str, key: bytes) -> int | None:
         """Where the producer would put `key` (murmur2), remembered per key: in pure Python the hash
