@@ -31,7 +31,9 @@ class CollectorSettings(ComponentSettings):
     batch_bytes: int = 512 * 1024
     record_lines: int = 100  # lines of one source per Kafka record (a JSON array); 1: one bare envelope each
     linger_ms: int = 50
-    compression: Literal["zstd", "lz4", "gzip", "none"] = "zstd"  # aiokafka compresses lz4 at level 9 (HC): 4x slower
+    compression: Literal["zstd", "lz4", "gzip", "none"] = (
+        "zstd"  # aiokafka compresses lz4 at level 9 (HC): 4x slower
+    )
     # operations
     poll_interval_s: float = 0.25
     rotate_wait_s: float = 5.0

@@ -56,5 +56,6 @@ page = st.navigation(
     ],
     position="top",
 )
-ui.sidebar_filters(by_event_name=page.url_path == "")
+ui.follow_open_page()
+ui.sidebar_filters()
 page.run()

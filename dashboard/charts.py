@@ -53,22 +53,6 @@ def events_chart(frame: pd.DataFrame, resolution: str) -> alt.Chart:
     )
 
 
-def activity_chart(frame: pd.DataFrame, resolution: str) -> alt.Chart:
-    """Events per window, one color (a user's or a notebook's timeline carries no event names)."""
-    return (
-        alt.Chart(frame, height=HEIGHT)
-        .mark_bar(color="#4c78a8")
-        .encode(
-            x=_time_axis(resolution),
-            y=alt.Y("events:Q", title=f"Events per {resolution}"),
-            tooltip=[
-                alt.Tooltip("time:T", title="Window", format="%Y-%m-%d %H:%M"),
-                alt.Tooltip("events:Q", title="Events", format=","),
-            ],
-        )
-    )
-
-
 def users_chart(frame: pd.DataFrame, resolution: str) -> alt.Chart:
     """Distinct active users per window."""
     return (

@@ -67,20 +67,25 @@ class Api:
         except ValueError as error:  # not JSON: something else listens there
             raise ApiError(url, f"the answer is not JSON ({error})") from None
 
-    def overview(self, span: Span) -> dict[str, Any]:
-        return self.get("overview", **span.params())
+    def overview(self, span: Span, namespace: str | None = None) -> dict[str, Any]:
+        return self.get("overview", **span.params(), namespace=namespace)
 
-    def timeseries(self, span: Span, user: str | None = None, notebook: str | None = None) -> dict[str, Any]:
-        return self.get("timeseries", **span.params(), user=user, notebook=notebook)
+    def timeseries(self, span: Span, namespace: str | None = None) -> dict[str, Any]:
+        return self.get("timeseries", **span.params(), namespace=namespace)
 
-    def top(self, span: Span, dimension: str, limit: int = 10) -> list[dict[str, Any]]:
-        return self.get("top", **span.params(), dimension=dimension, limit=limit)["rows"]
+    def top(
+        self, span: Span, dimension: str, limit: int = 10, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.get("top", **span.params(), dimension=dimension, limit=limit, namespace=namespace)["rows"]
 
-    def user(self, span: Span, user: str) -> dict[str, Any]:
-        return self.get(f"users/{urllib.parse.quote(user, safe='')}", **span.params())
+    def namespaces(self, span: Span) -> list[dict[str, Any]]:
+        return self.get("namespaces", **span.params())["namespaces"]
 
-    def notebook(self, span: Span, path: str) -> dict[str, Any]:
-        return self.get("notebooks", **span.params(), path=path)
+    def user(self, span: Span, user: str, namespace: str | None = None) -> dict[str, Any]:
+        return self.get(f"users/{urllib.parse.quote(user, safe='')}", **span.params(), namespace=namespace)
+
+    def notebook(self, span: Span, path: str, namespace: str | None = None) -> dict[str, Any]:
+        return self.get("notebooks", **span.params(), path=path, namespace=namespace)
 
     def health(self) -> dict[str, Any]:
         return self.get("health")

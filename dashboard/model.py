@@ -169,7 +169,7 @@ class Kpi:
     previous: float | None
     text: str  # the value as shown
     delta: str | None  # the change against the previous period as shown
-    previous_text: str
+    previous_text: str | None  # None: not compared with the previous period
     lower_is_better: bool = False
     help: str = ""
 
@@ -230,6 +230,76 @@ def kpis(overview: dict[str, Any], span: Span, event_names: Sequence[str] | None
         _kpi("Failure rate", current["failure_rate"], previous["failure_rate"], "percent",
              "Share of cell executions that raised an error", lower_is_better=True),
     ]  # fmt: skip
+
+
+def failure_rate(numbers: dict[str, Any]) -> float | None:
+    return numbers["failures"] / numbers["executions"] if numbers["executions"] else None
+
+
+def _activity_kpis(
+    current: dict[str, Any], previous: dict[str, Any], event_names: Sequence[str] | None
+) -> tuple[Kpi, Kpi, Kpi, Kpi]:
+    """Events, executions, failures and the failure rate of a user or a notebook, against the previous
+    period."""
+    events_help = "Pioneer events in the range"
+    if event_names:
+        events_help += f" ({', '.join(event_names)} only)"
+    return (
+        _kpi("Events", filtered_events(current, event_names), filtered_events(previous, event_names), "count",
+             events_help),
+        _kpi("Executions", current["executions"], previous["executions"], "count", "Cell executions"),
+        _kpi("Failures", current["failures"], previous["failures"], "count",
+             "Cell executions that raised an error", lower_is_better=True),
+        _kpi("Failure rate", failure_rate(current), failure_rate(previous), "percent",
+             "Share of cell executions that raised an error", lower_is_better=True),
+    )  # fmt: skip
+
+
+def user_kpis(
+    detail: dict[str, Any], span: Span, tz: ZoneInfo, event_names: Sequence[str] | None = None
+) -> list[Kpi]:
+    """A user page's tiles (the API's `users/{user}`), each but the last seen against the previous period."""
+    unit = "minutes" if span.resolution == "minute" else "hours"
+    previous = detail["previous"]
+    last_seen = maybe_local_time(detail["last_seen_ms"], tz)
+    events, executions, _, rate = _activity_kpis(detail, previous, event_names)  # failures: in the charts
+    return [
+        events,
+        executions,
+        rate,
+        _kpi(f"Active {unit}", detail[f"active_{unit}"], previous[f"active_{unit}"], "count",
+             f"{unit.capitalize()} with at least one event"),
+        _kpi("Sessions", detail["active_sessions"], previous["active_sessions"], "count",
+             "Distinct JupyterLab sessions with events in the range"),
+        Kpi("Last seen", None, None, f"{last_seen:%H:%M}" if last_seen else "–", None, None,
+            help=f"The user's last event ({tz.key}): {last_seen}"),
+    ]  # fmt: skip
+
+
+def notebook_kpis(detail: dict[str, Any], event_names: Sequence[str] | None = None) -> list[Kpi]:
+    """A notebook page's tiles (the API's `notebooks?path=`), against the previous period."""
+    previous = detail["previous"]
+    return [
+        _kpi("Users", detail["active_users"], previous["active_users"], "count",
+             "Users with a notebook at this path"),
+        _kpi("Sessions", detail["active_sessions"], previous["active_sessions"], "count",
+             "Distinct JupyterLab sessions on notebooks at this path"),
+        *_activity_kpis(detail, previous, event_names),
+    ]  # fmt: skip
+
+
+def drilldown_sparklines(
+    kpis: Sequence[Kpi], timeline: list[dict[str, Any]], event_names: Sequence[str] | None = None
+) -> list[list[float] | None]:
+    """Each drill-down tile's numbers per window, from the page's timeline (None: the tile has none)."""
+    series = {
+        "Events": [float(filtered_events(p, event_names)) for p in timeline],
+        "Executions": [float(p["executions"]) for p in timeline],
+        "Failures": [float(p["failures"]) for p in timeline],
+        "Failure rate": [failure_rate(p) or 0.0 for p in timeline],
+        "Sessions": [float(p["active_sessions"]) for p in timeline],
+    }
+    return [series.get(kpi.label) for kpi in kpis]
 
 
 # -- frames ------------------------------------------------------------------------------------------
@@ -321,26 +391,29 @@ def user_failures_by_error(detail: dict[str, Any]) -> dict[str, int]:
     return errors
 
 
-def user_notebooks_frame(detail: dict[str, Any]) -> pd.DataFrame:
+def user_notebooks_frame(detail: dict[str, Any], event_names: Sequence[str] | None = None) -> pd.DataFrame:
     rows = [
         {
             "notebook": nb["notebook"],
-            "events": nb["events"],
+            "events": filtered_events(nb, event_names),
             "executions": nb["executions"],
             "failures": nb["failures"],
             "errors": ", ".join(f"{name} ×{n}" for name, n in sorted(nb["failures_by_error"].items())),
         }
-        for nb in sorted(detail.get("notebooks", []), key=lambda nb: (-nb["events"], nb["notebook"]))
+        for nb in detail.get("notebooks", [])
     ]
+    rows.sort(key=lambda row: (-row["events"], row["notebook"]))
     return pd.DataFrame(rows, columns=["notebook", "events", "executions", "failures", "errors"])
 
 
-def notebook_users_frame(detail: dict[str, Any]) -> pd.DataFrame:
-    rows = sorted(detail.get("users", []), key=lambda u: (-u["events"], u["user"]))
-    return pd.DataFrame(
-        [{k: u[k] for k in ("user", "events", "executions", "failures")} for u in rows],
-        columns=["user", "events", "executions", "failures"],
-    )
+def notebook_users_frame(detail: dict[str, Any], event_names: Sequence[str] | None = None) -> pd.DataFrame:
+    rows = [
+        {"user": u["user"], "events": filtered_events(u, event_names), "executions": u["executions"],
+         "failures": u["failures"]}
+        for u in detail.get("users", [])
+    ]  # fmt: skip
+    rows.sort(key=lambda row: (-row["events"], row["user"]))
+    return pd.DataFrame(rows, columns=["user", "events", "executions", "failures"])
 
 
 def sessions_frame(detail: dict[str, Any]) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,6 +53,8 @@ def now_ms() -> int:
 
 # -- filters (query parameters: every widget is bound to one, so a URL shares the view) ----------------
 
+FILTER_KEYS = ("range", "from", "to", "namespace", "event")  # the widgets' keys, the URL's parameters
+
 
 def _prefill_custom_range() -> None:
     """Switching to Custom starts from the range shown before, not from empty inputs."""
@@ -64,11 +67,9 @@ def _prefill_custom_range() -> None:
     st.session_state["to"] = model.local_time(span.to_ms, tz)
 
 
-def sidebar_filters(*, by_event_name: bool = True) -> None:
-    """The filters every page shares; pages read them with `span()` and `event_filter()`.
-
-    Only the overview breaks events down by name: elsewhere the event filter shows, disabled, and
-    keeps its value in the URL for the way back."""
+def sidebar_filters() -> None:
+    """The filters every page shares; pages read them with `span()`, `namespace_filter()` and
+    `event_filter()`."""
     with st.sidebar:
         choice = st.segmented_control(
             "Time range",
@@ -88,9 +89,13 @@ def sidebar_filters(*, by_event_name: bool = True) -> None:
                               format="YYYY-MM-DD")  # fmt: skip
         st.selectbox(
             "Namespace",
-            ["all namespaces"],
-            disabled=True,
-            help="The worker's API does not break numbers down by namespace yet: all are shown.",
+            known_namespaces(),
+            index=None,
+            key="namespace",
+            bind="query-params",
+            accept_new_options=True,  # a shared URL keeps its namespace, even one without events now
+            placeholder="All namespaces",
+            help="Only the users' pods in this Kubernetes namespace; the pipeline panel is for all of them.",
         )
         st.multiselect(
             "Event names",
@@ -98,10 +103,34 @@ def sidebar_filters(*, by_event_name: bool = True) -> None:
             key="event",
             bind="query-params",
             placeholder="All events",
-            disabled=not by_event_name,
-            help="Restricts the overview's event counts and events chart; users, sessions and executions "
-            "are not filtered. A user's or a notebook's numbers are not broken down by event name.",
+            help="Restricts event counts and the events charts; users, sessions and executions are not "
+            "filtered.",
         )
+
+
+def open_page(page: Path, **params: str) -> None:
+    """Open a user's or a notebook's page from a table, the filters along: the switch happens at the
+    start of the app's next run (`follow_open_page`)."""
+    st.session_state["_open_page"] = (page, params)
+    st.rerun()
+
+
+def follow_open_page() -> None:
+    """The page switch `open_page` asked for, before the filters' widgets run. A switch after a
+    fragment's rerun leaves out of the URL the filters chosen since the page loaded (Streamlit 1.67),
+    unless they are set again before their widgets run."""
+    target = st.session_state.pop("_open_page", None)
+    if target is None:
+        return
+    for key in FILTER_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    page, params = target
+    st.switch_page(page, query_params=params)
+
+
+def namespace_filter() -> str | None:
+    return st.session_state.get("namespace") or None
 
 
 def event_filter() -> list[str]:
@@ -132,22 +161,37 @@ def span() -> Span | None:
 
 
 def known(dimension: str) -> list[str]:
-    """Users or notebook paths active in the chosen range, busiest first (choices of a page's selector)."""
+    """Users or notebook paths active in the chosen range and namespace, busiest first (choices of a
+    page's selector)."""
     current = _span()
     if isinstance(current, str):
         return []
     try:
-        rows = api().top(current, dimension, 1000)
+        rows = api().top(current, dimension, 1000, namespace_filter())
     except ApiError:
         return []
     field = "user" if dimension == "users" else "notebook"
     return list(dict.fromkeys(row[field] for row in rows))
 
 
-def range_caption(current: Span, *, compared: bool = False) -> None:
+def known_namespaces() -> list[str]:
+    """Namespaces with events in the chosen range, busiest first (events without one are not choosable)."""
+    current = _span()
+    if isinstance(current, str):
+        return []
+    try:
+        rows = api().namespaces(current)
+    except ApiError:
+        return []
+    return [row["namespace"] for row in rows if row["namespace"]]
+
+
+def range_caption(current: Span) -> None:
     parts = [model.describe_span(current, viewer_zone())]
-    if compared:
-        parts.append(f"changes against the previous {model.period_name(current)}")
+    namespace = namespace_filter()
+    if namespace:
+        parts.append(f"namespace {namespace}")
+    parts.append(f"changes against the previous {model.period_name(current)}")
     parts += [f"refreshes every {settings().refresh_s:g} s", f"API {settings().api_url}"]
     st.caption(" · ".join(parts))
 
@@ -192,20 +236,22 @@ def no_telemetry() -> None:
 
 
 def kpi_row(
-    tiles: Sequence[model.Kpi], current: Span, sparklines: Sequence[Sequence[float]] | None = None
+    tiles: Sequence[model.Kpi], current: Span, sparklines: Sequence[Sequence[float] | None] | None = None
 ) -> None:
     columns = st.columns(len(tiles))
     period = model.period_name(current)
     for index, (column, tile) in enumerate(zip(columns, tiles, strict=True)):
         unchanged = tile.value is not None and tile.value == tile.previous
+        compared = tile.previous_text is not None
         column.metric(
             tile.label,
             tile.text,
             delta=tile.delta,
             delta_color="off" if unchanged else ("inverse" if tile.lower_is_better else "normal"),
             delta_arrow="off" if unchanged else "auto",
-            help=f"{tile.help}. Previous {period}: {tile.previous_text}.",
+            help=f"{tile.help}. Previous {period}: {tile.previous_text}." if compared else tile.help,
             border=True,
+            height="stretch",  # tiles without a sparkline as tall as those with one
             chart_data=sparklines[index] if sparklines else None,
             chart_type="area",
         )

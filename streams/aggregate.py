@@ -5,9 +5,18 @@ partition keeps its own partial; the read API merges partials from all workers (
 worker answers for the whole platform. Distinct counts are exact (the keys of `users`, `sessions`,
 `notebooks`): a minute of a busy platform holds a few hundred of them, cheap to keep and to merge.
 
+Events are counted per Kubernetes namespace (`namespaces`: namespace -> that namespace's numbers), so
+the read API answers for one namespace, or for all by merging them. An event updates one namespace's
+numbers only, so the breakdown costs `add_event` a lookup, not a second set of counters. What the
+worker counts about the pipeline stays at the top: `late`, `duplicates`, `dead_letters`, `skew`.
+
 Each value records `o`, the highest raw-topic offset applied to it. Events arrive per partition in
 offset order, so after a crash the replayed events at or below `o` are skipped: a restarted worker
 neither loses nor double-counts (see docs/streams.md).
+
+Windows stored before namespaces were counted hold their events' numbers at the top level, and their
+`users` and `notebooks` lists lack the by-name counts and the notebooks' sessions: `merge_into` reads
+them as the unknown namespace, so every reader sees one shape.
 """
 
 from __future__ import annotations
@@ -19,8 +28,12 @@ from streams.schema import PioneerEvent
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 NOTEBOOK_KEY_SEPARATOR = "\x1f"  # between user and path: neither contains it
+UNKNOWN_NAMESPACE = ""  # events without one (log files read outside a cluster), and old windows
+EXECUTE = "CellExecuteEvent"
+EDIT = "CellEditEvent"
 
 Window = dict[str, Any]
+Part = dict[str, Any]  # one namespace's numbers in a window
 
 
 def window_start(time_ms: int, size_ms: int) -> int:
@@ -41,17 +54,23 @@ def split_notebook_key(key: str) -> tuple[str, str]:
     return user, path
 
 
+def empty_part() -> Part:
+    """Executions, failures and edits are not kept apart: they are `events[EXECUTE]`, the sum of
+    `errors` and `events[EDIT]`."""
+    return {
+        "events": {},  # event name -> count
+        "users": {},  # user -> [events, executions, failures, last seen ms, {event name: count}]
+        "sessions": {},  # session id -> user
+        "notebooks": {},  # user \x1f path -> [events, executions, failures, {error: failures},
+        #                                     {event name: count}, {session id: 1}]
+        "errors": {},  # error name -> failed executions
+    }
+
+
 def empty_window() -> Window:
     return {
         "o": -1,  # highest raw offset applied
-        "events": {},  # event name -> count
-        "users": {},  # user -> [events, executions, failures, last seen ms]
-        "sessions": {},  # session id -> user
-        "notebooks": {},  # user \x1f path -> [events, executions, failures, {error name: failures}]
-        "errors": {},  # error name -> failed executions
-        "executions": 0,
-        "failures": 0,
-        "edits": 0,
+        "namespaces": {},  # namespace -> Part
         "skew": [0, 0, 0],  # sum, count, max |log time - browser time| in ms
         "late": 0,
         "duplicates": 0,
@@ -60,35 +79,48 @@ def empty_window() -> Window:
 
 
 def add_event(window: Window, event: PioneerEvent) -> None:
-    """Count one event into a window (mutates it)."""
+    """Count one event into its namespace's part of a window (mutates it). The worker's hot path."""
+    parts = window.get("namespaces")
+    if parts is None:  # a window stored before namespaces were counted
+        parts = window["namespaces"] = {}
+    namespace = event.namespace or UNKNOWN_NAMESPACE
+    part = parts.get(namespace)
+    if part is None:
+        part = parts[namespace] = empty_part()
     name = event.event_name
-    window["events"][name] = window["events"].get(name, 0) + 1
-    executed = name == "CellExecuteEvent"
+    events = part["events"]
+    events[name] = events.get(name, 0) + 1
+    executed = name == EXECUTE
     failed = executed and event.success is False
     user = event.user or ""
-    stats = window["users"].setdefault(user, [0, 0, 0, 0])
+    stats = part["users"].get(user)
+    if stats is None:
+        stats = part["users"][user] = [0, 0, 0, 0, {}]
     stats[0] += 1
     stats[1] += executed
     stats[2] += failed
     stats[3] = max(stats[3], event_time(event))
-    if event.session_id:
-        window["sessions"][event.session_id] = user
+    stats[4][name] = stats[4].get(name, 0) + 1
+    session = event.session_id
+    if session:
+        part["sessions"][session] = user
+    notebook = None
     if event.notebook_path:
-        notebook = window["notebooks"].setdefault(notebook_key(user, event.notebook_path), [0, 0, 0, {}])
+        key = notebook_key(user, event.notebook_path)
+        notebook = part["notebooks"].get(key)
+        if notebook is None:
+            notebook = part["notebooks"][key] = [0, 0, 0, {}, {}, {}]
         notebook[0] += 1
         notebook[1] += executed
         notebook[2] += failed
-        if failed:
-            error = event.error_name or "unknown"
+        notebook[4][name] = notebook[4].get(name, 0) + 1
+        if session:
+            notebook[5][session] = 1
+    if failed:
+        error = event.error_name or "unknown"
+        part["errors"][error] = part["errors"].get(error, 0) + 1
+        if notebook is not None:
             notebook[3][error] = notebook[3].get(error, 0) + 1
-    if executed:
-        window["executions"] += 1
-        if failed:
-            window["failures"] += 1
-            error = event.error_name or "unknown"
-            window["errors"][error] = window["errors"].get(error, 0) + 1
-    elif name == "CellEditEvent":
-        window["edits"] += 1
     if event.log_time_ms is not None:
         skew = abs(event.log_time_ms - event.event_time_ms)
         window["skew"][0] += skew
@@ -96,47 +128,78 @@ def add_event(window: Window, event: PioneerEvent) -> None:
         window["skew"][2] = max(window["skew"][2], skew)
 
 
-def merge_into(total: Window, part: Window) -> Window:
-    """Add a partial window (another partition's, or another window's) into `total`."""
-    for name, count in part["events"].items():
-        total["events"][name] = total["events"].get(name, 0) + count
+def add_counts(total: dict[str, int], part: dict[str, int]) -> None:
+    for name, count in part.items():
+        total[name] = total.get(name, 0) + count
+
+
+def merge_part(total: Part, part: Part) -> Part:
+    """Add one namespace's numbers (another partition's, another window's) into `total`."""
+    add_counts(total["events"], part["events"])
     for user, stats in part["users"].items():
-        mine = total["users"].setdefault(user, [0, 0, 0, 0])
+        mine = total["users"].setdefault(user, [0, 0, 0, 0, {}])
         mine[0] += stats[0]
         mine[1] += stats[1]
         mine[2] += stats[2]
         mine[3] = max(mine[3], stats[3])
+        add_counts(mine[4], stats[4] if len(stats) > 4 else {})  # old windows: no names
     total["sessions"].update(part["sessions"])
     for key, stats in part["notebooks"].items():
-        mine = total["notebooks"].setdefault(key, [0, 0, 0, {}])
+        mine = total["notebooks"].setdefault(key, [0, 0, 0, {}, {}, {}])
         mine[0] += stats[0]
         mine[1] += stats[1]
         mine[2] += stats[2]
-        for error, count in stats[3].items():
-            mine[3][error] = mine[3].get(error, 0) + count
-    for name, count in part["errors"].items():
-        total["errors"][name] = total["errors"].get(name, 0) + count
-    for field in ("executions", "failures", "edits", "late", "duplicates", "dead_letters"):
-        total[field] += part[field]
-    total["skew"][0] += part["skew"][0]
-    total["skew"][1] += part["skew"][1]
-    total["skew"][2] = max(total["skew"][2], part["skew"][2])
+        add_counts(mine[3], stats[3])
+        if len(stats) > 4:  # old windows: neither names nor sessions
+            add_counts(mine[4], stats[4])
+            mine[5].update(stats[5])
+    add_counts(total["errors"], part["errors"])
     return total
 
 
-def summary(window: Window) -> dict[str, Any]:
-    """The numbers a dashboard shows for one window (or a merged range)."""
+def merge_into(total: Window, window: Window) -> Window:
+    """Add a partial window (another partition's, or another window's) into `total`."""
+    parts = total["namespaces"]
+    if "events" in window:  # stored before namespaces were counted: its numbers are at the top
+        merge_part(parts.setdefault(UNKNOWN_NAMESPACE, empty_part()), window)
+    for namespace, part in window.get("namespaces", {}).items():
+        merge_part(parts.setdefault(namespace, empty_part()), part)
+    for field in ("late", "duplicates", "dead_letters"):
+        total[field] += window[field]
+    total["skew"][0] += window["skew"][0]
+    total["skew"][1] += window["skew"][1]
+    total["skew"][2] = max(total["skew"][2], window["skew"][2])
+    return total
+
+
+def select(window: Window, namespace: str | None = None) -> Part:
+    """One namespace's numbers in a merged window, or all namespaces' merged (None). Read only."""
+    parts = window["namespaces"]
+    if namespace is not None:
+        return parts.get(namespace) or empty_part()
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    total = empty_part()
+    for part in parts.values():
+        merge_part(total, part)
+    return total
+
+
+def summary(window: Window, namespace: str | None = None) -> dict[str, Any]:
+    """The numbers a dashboard shows for one window (or a merged range), for one namespace or all.
+    The pipeline's counters (late, duplicates, dead letters, clock skew) are for all namespaces."""
+    part = select(window, namespace)
     skew_sum, skew_count, skew_max = window["skew"]
     return {
-        "events": sum(window["events"].values()),
-        "events_by_name": dict(sorted(window["events"].items())),
-        "active_users": len(window["users"]),
-        "active_sessions": len(window["sessions"]),
-        "active_notebooks": len(window["notebooks"]),
-        "executions": window["executions"],
-        "failures": window["failures"],
-        "failures_by_error": dict(sorted(window["errors"].items())),
-        "edits": window["edits"],
+        "events": sum(part["events"].values()),
+        "events_by_name": dict(sorted(part["events"].items())),
+        "active_users": len(part["users"]),
+        "active_sessions": len(part["sessions"]),
+        "active_notebooks": len(part["notebooks"]),
+        "executions": part["events"].get(EXECUTE, 0),
+        "failures": sum(part["errors"].values()),
+        "failures_by_error": dict(sorted(part["errors"].items())),
+        "edits": part["events"].get(EDIT, 0),
         "late": window["late"],
         "duplicates": window["duplicates"],
         "dead_letters": window["dead_letters"],

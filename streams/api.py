@@ -19,9 +19,12 @@ from faust.web import Request, Response, View
 from streams.aggregate import (
     HOUR_MS,
     MINUTE_MS,
+    Part,
     Window,
+    add_counts,
     empty_window,
     merge_into,
+    select,
     split_notebook_key,
     summary,
     window_start,
@@ -73,16 +76,21 @@ class TimeRange:
     def span_ms(self) -> int:
         return self.to_ms - self.from_ms
 
+    def previous(self) -> TimeRange:
+        """The range of the same length just before, for "change against the previous period"."""
+        return TimeRange(self.from_ms - self.span_ms, self.from_ms, self.resolution)
+
     def starts(self) -> range:
         """Window starts overlapping [from_ms, to_ms)."""
         return range(window_start(self.from_ms, self.size_ms), self.to_ms, self.size_ms)
 
-    def query(self, from_ms: int | None = None, to_ms: int | None = None) -> dict[str, str]:
-        return {
-            "from_ms": str(self.from_ms if from_ms is None else from_ms),
-            "to_ms": str(self.to_ms if to_ms is None else to_ms),
-            "resolution": self.resolution,
-        }
+    def query(self) -> dict[str, str]:
+        return {"from_ms": str(self.from_ms), "to_ms": str(self.to_ms), "resolution": self.resolution}
+
+
+def _namespace(request: Request) -> str | None:
+    """The `namespace` filter; absent or empty: every namespace."""
+    return request.query.get("namespace") or None
 
 
 class ReadApi:
@@ -153,20 +161,22 @@ class ReadApi:
             response.raise_for_status()
             return orjson.loads(await response.read())
 
-    async def cluster_windows(
-        self, span: TimeRange, from_ms: int | None = None, to_ms: int | None = None
-    ) -> dict[int, Window]:
-        """Merged windows of the whole cluster for [from_ms, to_ms) (default: the span's range)."""
-        lo = span.from_ms if from_ms is None else from_ms
-        hi = span.to_ms if to_ms is None else to_ms
-        starts = range(window_start(lo, span.size_ms), hi, span.size_ms)
-        merged = self.local_windows(span.resolution, starts)
-        params = span.query(lo, hi)
+    async def cluster_windows(self, span: TimeRange) -> dict[int, Window]:
+        """Merged windows of the whole cluster for the span."""
+        merged = self.local_windows(span.resolution, span.starts())
+        params = span.query()
         remote = await asyncio.gather(*(self._fetch(url, "windows", params) for url in self.workers()))
         for answer in remote:
             for start, window in (answer or {}).get("windows", {}).items():
                 merge_into(merged.setdefault(int(start), empty_window()), window)
         return dict(sorted(merged.items()))
+
+    async def with_previous(self, span: TimeRange) -> tuple[dict[int, Window], dict[int, Window]]:
+        """The span's windows and those of the period of the same length before it, fetched together."""
+        current, previous = await asyncio.gather(
+            self.cluster_windows(span), self.cluster_windows(span.previous())
+        )
+        return current, previous
 
     async def cluster_health(self) -> list[dict[str, Any]]:
         answers = await asyncio.gather(*(self._fetch(url, "health", {}) for url in self.workers()))
@@ -180,11 +190,13 @@ def _total(windows: dict[int, Window]) -> Window:
     return total
 
 
-def overview(span: TimeRange, current: dict[int, Window], previous: dict[int, Window]) -> dict[str, Any]:
+def overview(
+    span: TimeRange, current: dict[int, Window], previous: dict[int, Window], namespace: str | None
+) -> dict[str, Any]:
     minutes = span.span_ms / MINUTE_MS
 
     def kpis(windows: dict[int, Window]) -> dict[str, Any]:
-        numbers = summary(_total(windows))
+        numbers = summary(_total(windows), namespace)
         numbers["events_per_min"] = numbers["events"] / minutes
         numbers["executions_per_min"] = numbers["executions"] / minutes
         numbers["failure_rate"] = (
@@ -201,50 +213,68 @@ def overview(span: TimeRange, current: dict[int, Window], previous: dict[int, Wi
 
 
 def timeseries(
-    span: TimeRange, windows: dict[int, Window], user: str | None, notebook: str | None
+    span: TimeRange,
+    windows: dict[int, Window],
+    user: str | None,
+    notebook: str | None,
+    namespace: str | None,
 ) -> dict[str, Any]:
     points = []
     for start in span.starts():
         window = windows.get(start, empty_window())
         if user is not None or notebook is not None:
-            point = _entity_point(window, user, notebook)
+            point = _entity_point(select(window, namespace), user, notebook)
         else:
-            point = summary(window)
+            point = summary(window, namespace)
         points.append({"start_ms": start, **point})
     return {"resolution": span.resolution, "from_ms": span.from_ms, "to_ms": span.to_ms, "points": points}
 
 
-def _entity_point(window: Window, user: str | None, notebook: str | None) -> dict[str, Any]:
-    """A user's or a notebook path's share of one window."""
+def _entity_point(part: Part, user: str | None, notebook: str | None) -> dict[str, Any]:
+    """A user's or a notebook path's (or one user's notebook's) share of a window or a range."""
+
     events = executions = failures = 0
+    names: dict[str, int] = {}
     errors: dict[str, int] = {}
-    for key, stats in window["notebooks"].items():
+    sessions: set[str] = set()
+    for key, stats in part["notebooks"].items():
         owner, path = split_notebook_key(key)
         if (user is None or owner == user) and (notebook is None or path == notebook):
             events, executions, failures = events + stats[0], executions + stats[1], failures + stats[2]
-            for name, count in stats[3].items():
-                errors[name] = errors.get(name, 0) + count
-    if notebook is None and user is not None and user in window["users"]:
-        events, executions, failures, _ = window["users"][user]  # includes events outside notebooks
-    return {"events": events, "executions": executions, "failures": failures, "failures_by_error": errors}
+            add_counts(errors, stats[3])
+            add_counts(names, stats[4])
+            sessions.update(stats[5])
+    if notebook is None and user is not None and user in part["users"]:
+        events, executions, failures, _, names = part["users"][user]  # includes events outside notebooks
+        sessions = {session for session, owner in part["sessions"].items() if owner == user}
+    return {
+        "events": events,
+        "events_by_name": dict(sorted(names.items())),
+        "active_sessions": len(sessions),
+        "executions": executions,
+        "failures": failures,
+        "failures_by_error": dict(sorted(errors.items())),
+    }
 
 
-def top(windows: dict[int, Window], dimension: str, limit: int) -> list[dict[str, Any]]:
-    total = _total(windows)
+def top(
+    windows: dict[int, Window], dimension: str, limit: int, namespace: str | None
+) -> list[dict[str, Any]]:
+    part = select(_total(windows), namespace)
     if dimension == "users":
         rows = [
             {"user": user, "events": s[0], "executions": s[1], "failures": s[2], "last_seen_ms": s[3]}
-            for user, s in total["users"].items()
+            for user, s in part["users"].items()
         ]
     elif dimension == "notebooks":
         rows = []
-        for key, s in total["notebooks"].items():
+        for key, s in part["notebooks"].items():
             user, path = split_notebook_key(key)
             rows.append(
                 {"user": user, "notebook": path, "events": s[0], "executions": s[1], "failures": s[2]}
             )
     elif dimension == "errors":
-        rows = [{"error": name, "failures": count} for name, count in total["errors"].items()]
+        rows = [{"error": name, "failures": count} for name, count in part["errors"].items()]
     else:
         raise BadRequest("dimension is one of users, notebooks, errors")
     measure = "failures" if dimension == "errors" else "events"
@@ -252,49 +282,95 @@ def top(windows: dict[int, Window], dimension: str, limit: int) -> list[dict[str
     return rows[:limit]
 
 
-def user_detail(span: TimeRange, windows: dict[int, Window], user: str) -> dict[str, Any]:
-    total = _total(windows)
-    stats = total["users"].get(user)
-    notebooks = [
-        {"notebook": split_notebook_key(key)[1], "events": s[0], "executions": s[1], "failures": s[2],
-         "failures_by_error": s[3]}
-        for key, s in sorted(total["notebooks"].items())
-        if split_notebook_key(key)[0] == user
-    ]  # fmt: skip
-    active = sum(1 for window in windows.values() if user in window["users"])
+def namespaces(windows: dict[int, Window]) -> list[dict[str, Any]]:
+    """Every namespace with events in the range, busiest first; null for events without one."""
+    rows = [
+        {
+            "namespace": name or None,
+            "events": sum(part["events"].values()),
+            "active_users": len(part["users"]),
+        }
+        for name, part in _total(windows)["namespaces"].items()
+    ]
+    return sorted(rows, key=lambda row: (-row["events"], row["namespace"] or ""))
+
+
+def _user_numbers(
+    part: Part, windows: dict[int, Window], user: str, namespace: str | None, resolution: str
+) -> dict[str, Any]:
+    """A user's numbers over a range (`part`: its total): what their page compares with the previous
+    period."""
+    active = sum(
+        1
+        for window in windows.values()
+        if any(user in p["users"] for name, p in window["namespaces"].items() if namespace in (None, name))
+    )
     return {
-        "user": user,
-        "found": stats is not None,
-        "events": stats[0] if stats else 0,
-        "executions": stats[1] if stats else 0,
-        "failures": stats[2] if stats else 0,
-        "last_seen_ms": stats[3] if stats else None,
-        f"active_{span.resolution}s": active,
-        "sessions": sorted(session for session, owner in total["sessions"].items() if owner == user),
-        "notebooks": notebooks,
-        "timeline": timeseries(span, windows, user, None)["points"],
+        **_entity_point(part, user, None),
+        "active_notebooks": sum(1 for key in part["notebooks"] if split_notebook_key(key)[0] == user),
+        f"active_{resolution}s": active,
     }
 
 
-def notebook_detail(span: TimeRange, windows: dict[int, Window], path: str) -> dict[str, Any]:
-    total = _total(windows)
+def user_detail(
+    span: TimeRange,
+    windows: dict[int, Window],
+    previous: dict[int, Window],
+    user: str,
+    namespace: str | None,
+) -> dict[str, Any]:
+    part = select(_total(windows), namespace)
+    stats = part["users"].get(user)
+    notebooks = [
+        {"notebook": split_notebook_key(key)[1], "events": s[0], "executions": s[1], "failures": s[2],
+         "failures_by_error": s[3], "events_by_name": dict(sorted(s[4].items()))}
+        for key, s in sorted(part["notebooks"].items())
+        if split_notebook_key(key)[0] == user
+    ]  # fmt: skip
+    return {
+        "user": user,
+        "found": stats is not None,
+        **_user_numbers(part, windows, user, namespace, span.resolution),
+        "last_seen_ms": stats[3] if stats else None,
+        "sessions": sorted(session for session, owner in part["sessions"].items() if owner == user),
+        "notebooks": notebooks,
+        "timeline": timeseries(span, windows, user, None, namespace)["points"],
+        "previous": _user_numbers(
+            select(_total(previous), namespace), previous, user, namespace, span.resolution
+        ),
+    }
+
+
+def _notebook_numbers(part: Part, path: str) -> dict[str, Any]:
+    """A notebook path's numbers over a range (`part`: its total): what its page compares with the
+    previous period."""
+    return {
+        **_entity_point(part, None, path),
+        "active_users": sum(1 for key in part["notebooks"] if split_notebook_key(key)[1] == path),
+    }
+
+
+def notebook_detail(
+    span: TimeRange,
+    windows: dict[int, Window],
+    previous: dict[int, Window],
+    path: str,
+    namespace: str | None,
+) -> dict[str, Any]:
+    part = select(_total(windows), namespace)
     users = []
-    errors: dict[str, int] = {}
-    for key, s in sorted(total["notebooks"].items()):
+    for key, s in sorted(part["notebooks"].items()):
         owner, notebook = split_notebook_key(key)
         if notebook == path:
-            users.append({"user": owner, "events": s[0], "executions": s[1], "failures": s[2]})
-            for name, count in s[3].items():
-                errors[name] = errors.get(name, 0) + count
+            users.append({"user": owner, "events": s[0], "executions": s[1], "failures": s[2],
+                          "events_by_name": dict(sorted(s[4].items()))})  # fmt: skip
     return {
         "notebook": path,
         "found": bool(users),
-        "events": sum(u["events"] for u in users),
-        "executions": sum(u["executions"] for u in users),
-        "failures": sum(u["failures"] for u in users),
-        "failures_by_error": dict(sorted(errors.items())),
+        **_notebook_numbers(part, path),
         "users": users,
-        "timeline": timeseries(span, windows, None, path)["points"],
+        "timeline": timeseries(span, windows, None, path, namespace)["points"],
+        "previous": _notebook_numbers(select(_total(previous), namespace), path),
     }
 
 
@@ -322,33 +398,37 @@ def register_api(app: faust.App, pipeline: Pipeline) -> None:
 
     async def get_overview(request: Request) -> Any:
         span = TimeRange.from_request(request)
-        current = await api.cluster_windows(span)
-        previous = await api.cluster_windows(span, span.from_ms - span.span_ms, span.from_ms)
-        return overview(span, current, previous)
+        return overview(span, *await api.with_previous(span), _namespace(request))
 
     async def get_timeseries(request: Request) -> Any:
         span = TimeRange.from_request(request)
         windows = await api.cluster_windows(span)
-        return timeseries(span, windows, request.query.get("user"), request.query.get("notebook"))
+        query = request.query
+        return timeseries(span, windows, query.get("user"), query.get("notebook"), _namespace(request))
 
     async def get_top(request: Request) -> Any:
         span = TimeRange.from_request(request)
         dimension = request.query.get("dimension", "users")
+        windows = await api.cluster_windows(span)
         return {
             "dimension": dimension,
-            "rows": top(await api.cluster_windows(span), dimension, _int(request, "limit", 10)),
+            "rows": top(windows, dimension, _int(request, "limit", 10), _namespace(request)),
         }
+
+    async def get_namespaces(request: Request) -> Any:
+        span = TimeRange.from_request(request)
+        return {"namespaces": namespaces(await api.cluster_windows(span))}
 
     async def get_user(request: Request, user: str) -> Any:
         span = TimeRange.from_request(request)
-        return user_detail(span, await api.cluster_windows(span), user)
+        return user_detail(span, *await api.with_previous(span), user, _namespace(request))
 
     async def get_notebook(request: Request) -> Any:
         span = TimeRange.from_request(request)
         path = request.query.get("path")
         if not path:
             raise BadRequest("path is required")
-        return notebook_detail(span, await api.cluster_windows(span), path)
+        return notebook_detail(span, *await api.with_previous(span), path, _namespace(request))
 
     async def get_health(request: Request) -> Any:
         now = int(time.time() * 1000)
@@ -372,6 +452,7 @@ def register_api(app: faust.App, pipeline: Pipeline) -> None:
         f"{API}/overview": get_overview,
         f"{API}/timeseries": get_timeseries,
         f"{API}/top": get_top,
+        f"{API}/namespaces": get_namespaces,
         f"{API}/users/{{user}}": get_user,
         f"{API}/notebooks": get_notebook,
         f"{API}/health": get_health,

@@ -1,8 +1,10 @@
-"""Shared fixtures: one real Kafka broker per test session, on a free port in a temp dir."""
+"""Shared fixtures: one real Kafka broker per test session, on a free port in a temp dir; a worker that
+counted simulated users in two namespaces."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -10,7 +12,15 @@ import pytest
 
 from pioneer_telemetry.kafka_local import LocalBroker
 from streams.topics import TopicSettings, ensure_topics, topic_specs
-from tests.helpers import unique_topics
+from tests.helpers import (
+    CollectorThread,
+    WorkerProcess,
+    consume_envelopes,
+    settings_for,
+    unique_topics,
+    worker_env,
+)
+from tests.simulated import MINUTES, NAMESPACES, START_MS, Simulated, simulate
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +40,36 @@ def topics(kafka_broker: str) -> TopicSettings:
     settings = unique_topics(f"t{uuid.uuid4().hex[:8]}")
     asyncio.run(ensure_topics(kafka_broker, topic_specs(settings)))
     return settings
+
+
+@pytest.fixture(scope="session")
+def namespaced(
+    kafka_broker: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[WorkerProcess, Simulated]]:
+    """A worker that counted every event of the simulated users in two namespaces (tests/simulated.py),
+    read from their pod log files by the collector. Shared by the API and the dashboard tests."""
+    base = tmp_path_factory.mktemp("namespaced")
+    simulated = simulate(base)
+    topics = unique_topics(f"n{uuid.uuid4().hex[:8]}")
+    asyncio.run(ensure_topics(kafka_broker, topic_specs(topics)))
+    env = worker_env(kafka_broker, topics, f"pt-ns-{uuid.uuid4().hex[:8]}")
+    worker = WorkerProcess(env, base / "worker", base / "worker.log").start()
+    try:
+        lines = sum(
+            1 for path in simulated.log_dir.glob("*.log") for line in path.open() if "eventDetail" in line
+        )
+        collector = CollectorThread(
+            settings_for(simulated.log_dir, base, namespaces=list(NAMESPACES)), kafka_broker, topics
+        )
+        try:
+            assert len(consume_envelopes(kafka_broker, topics.raw, expected=lines)) == lines
+        finally:
+            collector.stop()
+        span = {"from_ms": START_MS, "to_ms": START_MS + MINUTES * 60_000}
+        worker.wait_until(
+            lambda w: w.get("overview", **span)["current"]["events"] == simulated.total,
+            what="every simulated event counted",
+        )
+        yield worker, simulated
+    finally:
+        worker.kill(signal.SIGTERM)

@@ -4,15 +4,12 @@ the simulator through the collector; the numbers on the page equal the API's."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import stat
-import subprocess
 import sys
 import tomllib
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,8 @@ from dashboard.client import Api, ApiError, ApiUnreachable, Span
 from dashboard.settings import DashboardSettings
 from pioneer_telemetry.kafka_local import free_port
 from streams.topics import ensure_topics, topic_specs
-from tests.helpers import CollectorThread, WorkerProcess, consume, settings_for, unique_topics, worker_env
+from tests.helpers import WorkerProcess, unique_topics, worker_env
+from tests.simulated import MINUTES, START_MS, Simulated
 
 APP = Path(__file__).parent.parent / "dashboard" / "app.py"
 UTC_ZONE = model.zone("UTC")
@@ -84,6 +82,28 @@ def test_kpis_show_the_api_numbers_and_their_change() -> None:
     assert (filtered["Events/min"].text, filtered["Events/min"].previous_text) == ("4.3", "5.0")
     no_executions = {**OVERVIEW, "previous": {**OVERVIEW["previous"], "failure_rate": None}}
     assert model.kpis(no_executions, span)[-1].delta is None
+
+
+def test_drill_down_tiles_compare_with_the_previous_period_and_follow_the_event_filter() -> None:
+    numbers = {"events": 10, "events_by_name": {"CellEditEvent": 7, "CellExecuteEvent": 3}, "executions": 3,
+               "failures": 1, "active_sessions": 2, "active_minutes": 4}  # fmt: skip
+    previous = numbers | {"events": 1, "events_by_name": {"CellEditEvent": 1}, "active_sessions": 1}
+    detail = numbers | {"last_seen_ms": T0, "previous": previous}
+    tiles = model.user_kpis(detail, Span(T0, T0 + 3_600_000, "minute"), UTC_ZONE, ["CellEditEvent"])
+    assert [(t.label, t.text, t.delta) for t in tiles] == [
+        ("Events", "7", "+6"), ("Executions", "3", "+0"), ("Failure rate", "33.3 %", "+0.0 pp"),
+        ("Active minutes", "4", "+0"), ("Sessions", "2", "+1"), ("Last seen", "09:00", None),
+    ]  # fmt: skip
+    timeline = [{"start_ms": T0, **numbers}]
+    assert model.drilldown_sparklines(tiles, timeline, ["CellEditEvent"]) == [
+        [7.0], [3.0], [1 / 3], None, [2.0], None,
+    ]  # fmt: skip
+    notebook = model.notebook_kpis(detail | {"active_users": 2, "previous": previous | {"active_users": 3}})
+    assert [(t.label, t.delta) for t in notebook][:3] == [
+        ("Users", "-1"),
+        ("Sessions", "+1"),
+        ("Events", "+9"),
+    ]
 
 
 def test_relative_ranges_are_whole_windows_ending_with_the_current_one() -> None:
@@ -263,8 +283,8 @@ def test_filters_live_in_the_url_and_custom_starts_from_the_range_shown() -> Non
     assert end - start == timedelta(minutes=15)
     assert abs(end - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=2)
     at.switch_page("views/user.py").run()
-    assert at.multiselect(key="event").disabled  # kept for the way back, but a user's page has no names
-    assert at.multiselect(key="event").value == ["CellEditEvent"]
+    assert not at.multiselect(key="event").disabled  # a user's events are broken down by name too
+    assert at.multiselect(key="event").value == ["CellEditEvent"]  # the filters travel along
     assert "Choose a user above" in texts(at)
 
 
@@ -296,10 +316,6 @@ def iso_minute(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M")
 
 
-def epoch_ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
 def start_worker(kafka_broker: str, base: Path, name: str) -> tuple[WorkerProcess, Any]:
     topics = unique_topics(f"d{uuid.uuid4().hex[:8]}")
     asyncio.run(ensure_topics(kafka_broker, topic_specs(topics)))
@@ -308,35 +324,16 @@ def start_worker(kafka_broker: str, base: Path, name: str) -> tuple[WorkerProces
 
 
 @pytest.fixture(scope="module")
-def fed(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A worker that counted 6 simulated minutes of 4 users, and the custom range that holds them."""
-    base = tmp_path_factory.mktemp("dashboard")
-    logs, truth_file = base / "logs", base / "truth.json"
-    subprocess.run(
-        [sys.executable, "-m", "pioneer_telemetry", "simulate", "--users", "4", "--seed", "7", "--duration", "360",
-         "--rate", "0", "--out-dir", str(logs), "--truth", str(truth_file), "--start", "2026-11-26T09:00:00Z"],
-        check=True, capture_output=True,
+def fed(namespaced: tuple[WorkerProcess, Simulated]) -> dict[str, Any]:
+    """The worker that counted 6 simulated minutes of users in two namespaces, and the custom range (the
+    page's query parameters and the API's span) that holds them."""
+    worker, simulated = namespaced
+    query = {"range": "custom", "from": iso_minute(START_MS), "to": iso_minute(START_MS + MINUTES * 60_000)}
+    span = model.custom_span(
+        datetime.fromisoformat(query["from"]), datetime.fromisoformat(query["to"]), UTC_ZONE,
+        int(datetime.now(UTC).timestamp() * 1000),
     )  # fmt: skip
-    truth = json.loads(truth_file.read_text())
-    worker, topics = start_worker(kafka_broker, base, "worker")
-    try:
-        lines = sum(1 for path in logs.glob("*.log") for line in path.open() if "eventDetail" in line)
-        collector = CollectorThread(settings_for(logs, base), kafka_broker, topics)
-        try:
-            assert len(consume(kafka_broker, topics.raw, expected=lines)) == lines
-        finally:
-            collector.stop()
-        start, end = epoch_ms(truth["start"]), epoch_ms(truth["end"])
-        query = {"range": "custom", "from": iso_minute(start), "to": iso_minute(end + 60_000)}
-        span = model.custom_span(
-            datetime.fromisoformat(query["from"]), datetime.fromisoformat(query["to"]), UTC_ZONE,
-            int(datetime.now(UTC).timestamp() * 1000),
-        )  # fmt: skip
-        worker.wait_until(lambda w: w.get("overview", **span.params())["current"]["events"] == truth["total"],
-                          what="all simulated events counted")  # fmt: skip
-        yield {"worker": worker, "truth": truth, "query": query, "span": span}
-    finally:
-        worker.kill(signal.SIGTERM)
+    return {"worker": worker, "simulated": simulated, "query": query, "span": span}
 
 
 @pytest.mark.kafka
@@ -346,7 +343,7 @@ def test_overview_numbers_equal_the_api(fed: dict[str, Any]) -> None:
     assert not at.exception, at.exception
     assert not at.error
     api = worker.get("overview", **span.params())
-    assert api["current"]["events"] == fed["truth"]["total"]
+    assert api["current"]["events"] == fed["simulated"].total
     shown = metrics(at)
     current, previous = api["current"], api["previous"]
     assert shown["Active users"] == (
@@ -394,6 +391,95 @@ def test_the_event_filter_restricts_event_counts(fed: dict[str, Any]) -> None:
 
 
 @pytest.mark.kafka
+def test_the_namespace_filter_lives_in_the_url_and_restricts_the_pages(fed: dict[str, Any]) -> None:
+    worker, span, simulated = fed["worker"], fed["span"], fed["simulated"]
+    at = app_test(worker.url, **fed["query"], namespace="research")
+    assert not at.exception, at.exception
+    chooser = at.selectbox(key="namespace")
+    assert (chooser.value, sorted(chooser.options)) == ("research", ["dev", "research"])
+
+    def shows(namespace: str) -> None:
+        api = worker.get("overview", namespace=namespace, **span.params())["current"]
+        shown = metrics(at)
+        assert shown["Active users"][0] == str(api["active_users"])
+        assert shown["Sessions"][0] == str(api["active_sessions"])
+        assert shown["Events/min"][0] == f"{api['events_per_min']:,.1f}"
+        assert shown["Failure rate"][0] == f"{api['failure_rate'] * 100:.1f} %"
+        rows = worker.get("top", dimension="notebooks", limit=10, namespace=namespace, **span.params())[
+            "rows"
+        ]
+        assert table(at, "top_notebooks")[["user", "notebook", "events"]].to_dict("records") == [
+            {c: r[c] for c in ("user", "notebook", "events")} for r in rows
+        ]
+        assert f"namespace {namespace}" in texts(at)
+
+    shows("research")
+    chooser.set_value("dev").run()  # (the browser writes a changed widget into the URL: see the browser test)
+    shows("dev")
+    assert metrics(at)["Active users"][0] == str(len({f.user for f in simulated.where("dev")}))
+    at.session_state["top_users"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()  # to the user's page: the namespace travels along, and the choice of users follows it
+    assert at.query_params["namespace"] == "dev"
+    assert sorted(at.selectbox(key="user").options) == sorted({f.user for f in simulated.where("dev")})
+
+
+def filtered(numbers: dict[str, Any], names: list[str]) -> int:
+    return sum(numbers["events_by_name"].get(name, 0) for name in names)
+
+
+@pytest.mark.kafka
+def test_drill_downs_filter_by_namespace_and_event_name_against_the_previous_period(
+    fed: dict[str, Any],
+) -> None:
+    """The second half of the simulation, compared with the first half, in one namespace."""
+    worker, simulated = fed["worker"], fed["simulated"]
+    half, end = START_MS + MINUTES // 2 * 60_000, START_MS + MINUTES * 60_000
+    query = {"range": "custom", "from": iso_minute(half), "to": iso_minute(end), "namespace": "research"}
+    span = Span(half, end, "minute")
+    names = ["CellExecuteEvent", "CellEditEvent"]
+    user = next(f.user for f in simulated.where("research") if simulated.where("dev", f.user))  # in both
+
+    at = app_test(worker.url, **query, event=names, user=user)
+    at.switch_page("views/user.py").run()
+    assert not at.exception, at.exception
+    detail = worker.get(f"users/{user}", namespace="research", **span.params())
+    assert detail["events"] != worker.get(f"users/{user}", namespace="dev", **span.params())["events"]
+    previous, shown = detail["previous"], metrics(at)
+    assert shown["Events"] == (
+        f"{filtered(detail, names):,}",
+        f"{filtered(detail, names) - filtered(previous, names):+,}",
+    )
+    for label, field in (("Executions", "executions"), ("Sessions", "active_sessions"),
+                         ("Active minutes", "active_minutes")):  # fmt: skip
+        assert shown[label] == (str(detail[field]), f"{detail[field] - previous[field]:+}"), label
+    notebooks = table(at, "user_notebooks")
+    assert dict(zip(notebooks["notebook"], notebooks["events"], strict=True)) == {
+        nb["notebook"]: filtered(nb, names) for nb in detail["notebooks"]
+    }
+
+    path = max(simulated.where("research"), key=lambda f: len(simulated.where("research", path=f.path))).path
+    at = app_test(worker.url, **query, event=names, notebook=path)
+    at.switch_page("views/notebook.py").run()
+    assert not at.exception, at.exception
+    detail = Api(worker.url).notebook(span, path, "research")
+    previous, shown = detail["previous"], metrics(at)
+    assert shown["Events"] == (
+        f"{filtered(detail, names):,}",
+        f"{filtered(detail, names) - filtered(previous, names):+,}",
+    )
+    for label, field in (
+        ("Users", "active_users"),
+        ("Sessions", "active_sessions"),
+        ("Failures", "failures"),
+    ):
+        assert shown[label] == (str(detail[field]), f"{detail[field] - previous[field]:+}"), label
+    users = table(at, "notebook_users")
+    assert dict(zip(users["user"], users["events"], strict=True)) == {
+        u["user"]: filtered(u, names) for u in detail["users"]
+    }
+
+
+@pytest.mark.kafka
 def test_selecting_a_top_user_opens_their_page(fed: dict[str, Any]) -> None:
     at = app_test(fed["worker"].url, **fed["query"])
     second = table(at, "top_users").iloc[1]["user"]
@@ -416,8 +502,9 @@ def test_user_page_numbers_equal_the_api(fed: dict[str, Any]) -> None:
     shown = metrics(at)
     assert shown["Events"][0] == f"{detail['events']:,}"
     assert shown["Executions"][0] == str(detail["executions"])
-    assert shown["Failures"][0] == str(detail["failures"])
+    assert shown["Failure rate"][0] == f"{detail['failures'] / detail['executions'] * 100:.1f} %"
     assert shown["Active minutes"][0] == str(detail["active_minutes"])
+    assert shown["Sessions"][0] == str(len(detail["sessions"]))
     notebooks = table(at, "user_notebooks")
     assert sorted(notebooks["notebook"]) == sorted(nb["notebook"] for nb in detail["notebooks"])
     assert notebooks["events"].sum() == sum(nb["events"] for nb in detail["notebooks"])
@@ -444,7 +531,10 @@ def test_notebook_page_numbers_equal_the_api(fed: dict[str, Any]) -> None:
         str(detail["failures"]),
     )
     users = table(at, "notebook_users")
-    assert users.to_dict("records") == sorted(detail["users"], key=lambda u: (-u["events"], u["user"]))
+    columns = ["user", "events", "executions", "failures"]
+    assert users.to_dict("records") == sorted(
+        ({c: u[c] for c in columns} for u in detail["users"]), key=lambda u: (-u["events"], u["user"])
+    )
     if detail["failures_by_error"]:
         errors = next(f.value for f in at.dataframe if list(f.value.columns) == ["error", "failures"])
         assert dict(zip(errors["error"], errors["failures"], strict=True)) == detail["failures_by_error"]

@@ -1,8 +1,8 @@
 """The dashboard in a real browser (headless Debian Chromium through Playwright), against a worker that
 keeps receiving simulated events: simulator (paced, from now) -> collector -> Kafka -> worker -> API.
 
-It waits for data, checks that KPI numbers are non-zero and change between refreshes, changes a filter
-(the URL follows), drills down into a user and saves screenshots into the test's temp dir; with
+It waits for data, checks that KPI numbers are non-zero and change between refreshes, changes the time
+range and the namespace filters (the URL follows), drills down into a user and saves screenshots into the test's temp dir; with
 PIONEER_UPDATE_SCREENSHOTS=1 also into docs/screenshots/ (the ones the README shows).
 
 Never `playwright install`: the system's Chromium is used. Skipped when it is absent, failed in CI.
@@ -129,6 +129,13 @@ def fit_and_shoot(page: Any, path: Path) -> None:
     page.screenshot(path=str(path))
 
 
+def choose_namespace(page: Any, namespace: str) -> None:
+    """Pick a namespace in the sidebar's filter, as a user does; the URL follows."""
+    page.get_by_test_id("stSelectbox").filter(has_text="Namespace").click()
+    page.get_by_role("option", name=namespace, exact=True).click()
+    page.wait_for_url(f"**/?namespace={namespace}", timeout=15_000)
+
+
 def test_the_dashboard_in_a_browser(
     chromium: str, live_worker: WorkerProcess, dashboard_url: str, tmp_path: Path
 ) -> None:
@@ -169,7 +176,10 @@ def test_the_dashboard_in_a_browser(
             page.get_by_role("radio", name="1h").click()  # the default: it leaves the URL
             page.wait_for_function("() => !location.search.includes('range=')", timeout=15_000)
             expect(page.get_by_text("per minute", exact=False).first).to_be_visible(timeout=15_000)
+            choose_namespace(page, "dev")  # the simulated pods' namespace
+            expect(page.get_by_text("namespace dev", exact=False).first).to_be_visible(timeout=15_000)
             expect(page.get_by_role("heading", name="Top users")).to_be_visible(timeout=15_000)
+            assert int(tile("Active users").inner_text()) > 0
             time.sleep(2)
             fit_and_shoot(page, shots / "overview.png")
 
@@ -184,6 +194,7 @@ def test_the_dashboard_in_a_browser(
             page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # header row, then the first row's marker
             page.wait_for_url("**/user?**", timeout=15_000)
             assert "user=" in page.url
+            page.wait_for_url("**namespace=dev**", timeout=15_000)  # the filters travel along
             expect(tile("Executions")).to_be_visible(timeout=30_000)
             assert int(tile("Events").inner_text().replace(",", "")) > 0
             expect(page.get_by_role("heading", name="Notebooks")).to_be_visible()

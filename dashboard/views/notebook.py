@@ -1,4 +1,5 @@
-"""A notebook path's page: who works on it, executions, failures by error name."""
+"""A notebook path's page: its numbers against the previous period, who works on it, failures by error
+name, events and executions over time; in the chosen namespace, events of the chosen names."""
 
 from __future__ import annotations
 
@@ -31,27 +32,22 @@ def notebook_page(path: str) -> None:
     if span is None:
         return
     ui.range_caption(span)
-    tz = ui.viewer_zone()
+    tz, names = ui.viewer_zone(), ui.event_filter()
     try:
-        detail = ui.api().notebook(span, path)
+        detail = ui.api().notebook(span, path, ui.namespace_filter())
     except ApiError as error:
         ui.api_problem(error)
         return
     if not detail["found"]:
-        st.info(f"Nobody worked on **{path}** in this range: choose a longer range.", icon=":material/draft:")
+        st.info(
+            f"Nobody worked on **{path}** in this range (and namespace): choose a longer range.",
+            icon=":material/draft:",
+        )
         return
-    executions, failures = detail["executions"], detail["failures"]
-    tiles = [
-        ("Users", model.fmt_count(len(detail["users"])), "Users with a notebook at this path"),
-        ("Events", model.fmt_count(detail["events"]), "Pioneer events in the range"),
-        ("Executions", model.fmt_count(executions), "Cell executions"),
-        ("Failures", model.fmt_count(failures), "Cell executions that raised an error"),
-        ("Failure rate", model.fmt_percent(failures / executions if executions else None), "Failures / executions"),
-    ]  # fmt: skip
-    for column, (label, value, help) in zip(st.columns(len(tiles)), tiles, strict=True):
-        column.metric(label, value, help=help, border=True)
+    tiles = model.notebook_kpis(detail, names)
+    ui.kpi_row(tiles, span, model.drilldown_sparklines(tiles, detail["timeline"], names))
 
-    users = model.notebook_users_frame(detail)
+    users = model.notebook_users_frame(detail, names)
     errors = model.errors_frame(detail["failures_by_error"])
     left, right = st.columns([3, 2])
     with left.container(border=True):
@@ -67,7 +63,7 @@ def notebook_page(path: str) -> None:
             },
         )  # fmt: skip
         if selected:
-            st.switch_page(VIEWS / "user.py", query_params={"user": users.iloc[selected[0]]["user"]})
+            ui.open_page(VIEWS / "user.py", user=users.iloc[selected[0]]["user"])
     with right.container(border=True):
         st.subheader("Failures by error", anchor=False)
         if len(errors):
@@ -80,9 +76,14 @@ def notebook_page(path: str) -> None:
             )  # fmt: skip
         else:
             st.caption("No failed executions in this range.")
-    with st.container(border=True):
+    timeline = detail["timeline"]
+    left, right = st.columns(2)
+    with left.container(border=True):
+        st.subheader("Activity", anchor=False)
+        ui.chart(charts.events_chart(model.events_by_name_frame(timeline, tz, names), span.resolution))
+    with right.container(border=True):
         st.subheader("Executions and failures", anchor=False)
-        ui.chart(charts.executions_chart(model.executions_frame(detail["timeline"], tz), span.resolution))
+        ui.chart(charts.executions_chart(model.executions_frame(timeline, tz), span.resolution))
 
 
 if notebook:

@@ -17,16 +17,13 @@ ui.pseudonym_note()
 
 
 def sparklines(points: list[dict], names: list[str]) -> list[list[float]]:
-    def rate(point: dict) -> float:
-        return point["failures"] / point["executions"] if point["executions"] else 0.0
-
     return [
         [p["active_users"] for p in points],
         [p["active_sessions"] for p in points],
         [p["active_notebooks"] for p in points],
         [model.filtered_events(p, names) for p in points],
         [p["executions"] for p in points],
-        [rate(p) for p in points],
+        [model.failure_rate(p) or 0.0 for p in points],
     ]
 
 
@@ -35,15 +32,15 @@ def overview() -> None:
     span = ui.span()
     if span is None:
         return
-    ui.range_caption(span, compared=True)
-    api, names = ui.api(), ui.event_filter()
+    ui.range_caption(span)
+    api, namespace, names = ui.api(), ui.namespace_filter(), ui.event_filter()
     try:
         health = api.health()
-        numbers = api.overview(span)
-        points = api.timeseries(span)["points"]
-        top_users = api.top(span, "users", TOP)
-        top_notebooks = api.top(span, "notebooks", TOP)
-        top_errors = api.top(span, "errors", TOP)
+        numbers = api.overview(span, namespace)
+        points = api.timeseries(span, namespace)["points"]
+        top_users = api.top(span, "users", TOP, namespace)
+        top_notebooks = api.top(span, "notebooks", TOP, namespace)
+        top_errors = api.top(span, "errors", TOP, namespace)
     except ApiError as error:
         ui.api_problem(error)
         return
@@ -58,7 +55,7 @@ def overview() -> None:
     if not numbers["current"]["events"]:
         st.info(
             "No events in this range. The pipeline has data (see above): choose a longer range, "
-            "or check the event-name filter.",
+            "or check the namespace and event-name filters.",
             icon=":material/event_busy:",
         )
         return
@@ -108,7 +105,7 @@ def tables_section(top_users: list[dict], top_notebooks: list[dict], top_errors:
             },
         )  # fmt: skip
         if selected:
-            st.switch_page(VIEWS / "user.py", query_params={"user": users.iloc[selected[0]]["user"]})
+            ui.open_page(VIEWS / "user.py", user=users.iloc[selected[0]]["user"])
     with right.container(border=True):
         st.subheader("Top errors", anchor=False)
         st.caption("Failed cell executions by error name.")
@@ -134,7 +131,7 @@ def tables_section(top_users: list[dict], top_notebooks: list[dict], top_errors:
         )  # fmt: skip
         if selected:
             path = notebooks.iloc[selected[0]]["notebook"]
-            st.switch_page(VIEWS / "notebook.py", query_params={"notebook": path})
+            ui.open_page(VIEWS / "notebook.py", notebook=path)
 
 
 overview()

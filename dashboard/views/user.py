@@ -1,4 +1,5 @@
-"""A user's page: their totals, executions and failures over time, notebooks and sessions."""
+"""A user's page: their numbers against the previous period, events and executions over time, notebooks
+and sessions; in the chosen namespace, events of the chosen names."""
 
 from __future__ import annotations
 
@@ -30,41 +31,31 @@ def user_page(user: str) -> None:
     if span is None:
         return
     ui.range_caption(span)
-    tz = ui.viewer_zone()
+    tz, names = ui.viewer_zone(), ui.event_filter()
     try:
-        detail = ui.api().user(span, user)
+        detail = ui.api().user(span, user, ui.namespace_filter())
     except ApiError as error:
         ui.api_problem(error)
         return
     if not detail["found"]:
         st.info(
-            f"No events from **{user}** in this range: choose a longer range.", icon=":material/person_off:"
+            f"No events from **{user}** in this range (and namespace): choose a longer range.",
+            icon=":material/person_off:",
         )
         return
-    unit = "minutes" if span.resolution == "minute" else "hours"
-    executions, failures = detail["executions"], detail["failures"]
-    last_seen = model.maybe_local_time(detail["last_seen_ms"], tz)
-    tiles = [
-        ("Events", model.fmt_count(detail["events"]), "Pioneer events in the range"),
-        ("Executions", model.fmt_count(executions), "Cell executions"),
-        ("Failures", model.fmt_count(failures), "Cell executions that raised an error"),
-        ("Failure rate", model.fmt_percent(failures / executions if executions else None), "Failures / executions"),
-        (f"Active {unit}", model.fmt_count(detail.get(f"active_{unit}")), f"{unit.capitalize()} with at least one event"),
-        ("Last seen", f"{last_seen:%H:%M}" if last_seen else "–", f"Last event ({tz.key}): {last_seen}"),
-    ]  # fmt: skip
-    for column, (label, value, help) in zip(st.columns(len(tiles)), tiles, strict=True):
-        column.metric(label, value, help=help, border=True)
+    tiles = model.user_kpis(detail, span, tz, names)
+    ui.kpi_row(tiles, span, model.drilldown_sparklines(tiles, detail["timeline"], names))
 
     timeline = detail["timeline"]
     left, right = st.columns(2)
     with left.container(border=True):
         st.subheader("Activity", anchor=False)
-        ui.chart(charts.activity_chart(model.points_frame(timeline, tz), span.resolution))
+        ui.chart(charts.events_chart(model.events_by_name_frame(timeline, tz, names), span.resolution))
     with right.container(border=True):
         st.subheader("Executions and failures", anchor=False)
         ui.chart(charts.executions_chart(model.executions_frame(timeline, tz), span.resolution))
 
-    notebooks = model.user_notebooks_frame(detail)
+    notebooks = model.user_notebooks_frame(detail, names)
     errors = model.errors_frame(model.user_failures_by_error(detail))
     left, right = st.columns([2, 1])
     with left.container(border=True):
@@ -82,7 +73,7 @@ def user_page(user: str) -> None:
         )  # fmt: skip
         if selected:
             path = notebooks.iloc[selected[0]]["notebook"]
-            st.switch_page(VIEWS / "notebook.py", query_params={"notebook": path})
+            ui.open_page(VIEWS / "notebook.py", notebook=path)
     with right.container(border=True):
         st.subheader("Failures by error", anchor=False)
         if len(errors):
