@@ -28,10 +28,10 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# every contender on one fresh local Kafka; writes bench/results/<time>.json and docs/benchmarks.md
+BENCH_ARGS ?= --quick
 bench: install
-	$(BIN)/python bench/bench_parser.py
-	$(BIN)/python bench/bench_collector.py --quick
-	$(BIN)/python bench/bench_worker.py --quick
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 deploy-check:
 	bash deploy/validate.sh

@@ -66,7 +66,7 @@ class WorkerSettings(ComponentSettings):
     grace_s: float = 60.0  # how far out of order (per source) an event may come before it counts as late
     minute_retention_h: float = 24.0
     hour_retention_days: float = 7.0
-    batch_size: int = 5000
+    batch_size: int = 1000  # raw records per agent batch; our collector puts up to 100 lines in each
     batch_within_s: float = 0.2
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0  # how soon the group notices a crashed worker and hands its partitions on
