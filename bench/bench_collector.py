@@ -40,7 +40,6 @@ from benchlib import (
     Results,
     collector_producer,
     create_topics,
-    end_offsets,
     load_average,
     private_broker,
     process_cpu_seconds,
@@ -54,6 +53,7 @@ from collector.settings import CollectorSettings
 from collector.simulate import SimulatorSettings, run
 from collector.simulate_output import FileSink
 from pioneer_telemetry.config import KafkaSettings
+from streams.envelope import envelopes
 from streams.topics import TopicSettings
 
 TARGET = "100,000"
@@ -199,7 +199,7 @@ def bench(
             for repeat in range(args.repeat)
             for compression in COMPRESSIONS
         }
-        envelopes: Records | None = None
+        records: Records | None = None
         for repeat, topic in enumerate(topics):
             broker_cpu0 = process_cpu_seconds(broker.pid)
             run_result = measure_collector(log_dir, work, bootstrap, topic, event_lines)
@@ -207,7 +207,8 @@ def bench(
             if "error" in run_result:
                 results.fail(f"collector run {repeat + 1} raised {run_result['error']}")
                 break
-            stored = asyncio.run(end_offsets(bootstrap, topic, PARTITIONS))
+            written = asyncio.run(read_topic(bootstrap, topic, PARTITIONS))
+            stored = sum(len(envelopes(value)) for items in written.values() for _, value in items)
             if run_result["acked"] != event_lines or stored != event_lines:
                 results.fail(
                     f"run {repeat + 1}: {run_result['acked']:.0f} acked, {stored} in the topic, "
@@ -218,12 +219,12 @@ def bench(
             say(f"run {repeat + 1}: {run_result['acked'] / run_result['wall_s']:,.0f} event lines/s, "
                 f"{run_result['cpu_s']:.1f} s CPU, {run_result['peak_rss_mb']:.0f} MB "
                 f"(settings {run_result['settings']})")  # fmt: skip
-            if envelopes is None:
-                envelopes = asyncio.run(read_topic(bootstrap, topic, PARTITIONS))
+            if records is None:
+                records = written
             for compression in COMPRESSIONS:
                 target = targets[repeat, compression]
-                ceiling = asyncio.run(producer_ceiling(bootstrap, target, envelopes, compression))
-                rate = sum(map(len, envelopes.values())) / ceiling["wall_s"]
+                ceiling = asyncio.run(producer_ceiling(bootstrap, target, records, compression))
+                rate = stored / ceiling["wall_s"]
                 results.add(f"ceiling: send_batch, {compression}", rate, "lines/s")
                 results.add(f"ceiling: send_batch, {compression}, CPU", ceiling["cpu_s"], "s")
                 say(f"  ceiling ({compression}): {rate:,.0f} lines/s, {ceiling['cpu_s']:.1f} s CPU")
