@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
-from streams.framing import Deframer, detect_framing
+from streams.framing import CRI_FULL_LINE, Deframer, detect_framing
 from streams.identity import PodMeta
+
+_STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
 
 
 @dataclass(slots=True)
@@ -101,7 +103,13 @@ class LineAssembler:
         buffer += data
         lines: list[LogLine] = []
         position = 0
-        while (newline := buffer.find(b"\n", position)) >= 0:
+        while True:
+            deframer = self._deframer
+            if deframer is not None and not self._skipping_long_line and deframer.takes_full_cri_lines():
+                position = self._take_full_cri_lines(buffer, position, start, lines)
+            newline = buffer.find(b"\n", position)
+            if newline < 0:
+                break
             if self._skipping_long_line:
                 self._skipping_long_line = False
             else:
@@ -132,6 +140,26 @@ class LineAssembler:
         unfinished = self.offset - len(self._buffer)  # empty while skipping the rest of a long line
         pending = self._deframer.pending_offset() if self._deframer is not None else None
         return unfinished if pending is None else min(unfinished, pending)
+
+    def _take_full_cri_lines(self, buffer: bytearray, position: int, start: int, lines: list[LogLine]) -> int:
+        """The common case in one regex match per line: whole CRI lines while nothing is pending. Stops
+        at the first line that needs `Deframer` (partial, odd, too long) and returns where it stopped."""
+        match_at, limit, append = CRI_FULL_LINE.match, self.max_line_bytes, lines.append
+        kubernetes, source_id = self.kubernetes, self.source_id
+        while (match := match_at(buffer, position)) is not None:
+            time, stream, content = match.groups()
+            if len(content) > limit:
+                break
+            append(LogLine(
+                log=content.decode("utf-8", "replace"),
+                stream=_STREAMS[stream],
+                time=time.decode("ascii", "replace"),
+                kubernetes=kubernetes,
+                source_id=source_id,
+                offset=start + position,
+            ))  # fmt: skip
+            position = match.end()
+        return position
 
     def _deframe(self, raw: bytes, offset: int, lines: list[LogLine]) -> None:
         if self._deframer is None:

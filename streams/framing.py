@@ -18,6 +18,9 @@ from typing import BinaryIO, NamedTuple
 import orjson
 
 _CRI_LINE = re.compile(rb"\d{4}-\d\d-\d\dT\S+ (?:stdout|stderr) [PF] ")
+# A whole (F) CRI line with its newline: groups time, stream, content. What `Deframer` makes of it when no
+# partial line is pending, for readers that take the common case in one C-level match per line.
+CRI_FULL_LINE = re.compile(rb"([^ \n]+) (stdout|stderr) F ([^\n]*)\n")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
@@ -94,6 +97,10 @@ class Reassembler:
         del self._pending[stream]
         return LogLine(b"".join(pending.chunks), pending.offset, stream, pending.time)
 
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
     def pending_offset(self) -> int | None:
         """Where the oldest line still waiting for chunks starts; a reader's checkpoint must not pass it."""
         return min((p.offset for p in self._pending.values()), default=None)
@@ -167,6 +174,10 @@ class Deframer:
 
     def pending_offset(self) -> int | None:
         return self._reassembler.pending_offset()
+
+    def takes_full_cri_lines(self) -> bool:
+        """Whether a whole CRI line may bypass `feed` (see `CRI_FULL_LINE`): nothing to reassemble."""
+        return self.framing is Framing.CRI and not self._reassembler.pending
 
     def flush(self) -> list[LogLine]:
         return self._reassembler.flush()

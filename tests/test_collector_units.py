@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.checkpoint import CheckpointStore, FilePosition
 from collector.edge import PodFilter, may_be_event, redact_line, shrink_line
 from collector.lines import LineAssembler
 from collector.tail import FollowedFile
+from streams.framing import Deframer
 
 EVENT = (
     '2026-11-26 18:15:23,471      INFO   20 jupyter_jupyterlab_pioneer_config: {"eventDetail": '
@@ -156,3 +159,28 @@ def test_checkpoints_round_trip_atomically(tmp_path: Path) -> None:
     store.save(positions)
     assert store.load() == {p.key: p for p in positions}
     assert [p.name for p in store.path.parent.iterdir()] == ["positions.json"]
+
+
+_PHYSICAL_LINES = st.one_of(
+    st.builds(
+        cri,
+        st.text(alphabet=st.characters(blacklist_characters="\n"), max_size=90),
+        st.sampled_from(["F", "F", "F", "P"]),
+        st.sampled_from(["stdout", "stderr"]),
+    ),
+    st.binary(max_size=40).map(lambda raw: raw.replace(b"\n", b" ") + b"\n"),  # not CRI at all
+    st.just(b"\n"),
+    st.just(cri("y" * 100 + " stderr F a whole CRI line inside an overlong one")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(physical=st.lists(_PHYSICAL_LINES, max_size=30), chunk=st.integers(1, 300))
+def test_the_cri_fast_path_yields_exactly_what_the_deframer_does(physical: list[bytes], chunk: int) -> None:
+    """Whole CRI lines skip `Deframer` (one regex match each); with partials, odd and overlong lines
+    (max_line_bytes 64) and any read size, the lines must be the same as through `Deframer` alone."""
+    data = cri("first line") + b"".join(physical)
+    fast = assemble(data, chunk, max_line_bytes=64)
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(Deframer, "takes_full_cri_lines", lambda self: False)
+        assert assemble(data, chunk, max_line_bytes=64) == fast
