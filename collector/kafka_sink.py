@@ -70,7 +70,7 @@ class KafkaSink:
         record_lines: int = 100,
         record_bytes: int = 128 * 1024,
         linger_s: float = 0.05,
-        buffer_bytes: int = 64 * 1024 * 1024,
+        buffer_bytes: int = 16 * 1024 * 1024,
         max_log_chars: int = 256 * 1024,
     ) -> None:
         self.producer = producer

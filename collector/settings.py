@@ -27,7 +27,7 @@ class CollectorSettings(ComponentSettings):
     max_line_bytes: int = 8 * 1024 * 1024  # longer lines are cut; the parser dead-letters them
     # delivery
     checkpoint_file: Path = state_dir() / "collector" / "positions.json"
-    buffer_bytes: int = 64 * 1024 * 1024  # unacknowledged bytes before sources stop reading
+    buffer_bytes: int = 16 * 1024 * 1024  # unacknowledged envelope bytes before sources stop reading
     batch_bytes: int = 512 * 1024
     record_lines: int = 100  # lines of one source per Kafka record (a JSON array); 1: one bare envelope each
     linger_ms: int = 50
