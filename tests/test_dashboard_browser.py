@@ -99,7 +99,7 @@ def live_worker(kafka_broker: str, topics: TopicSettings, tmp_path: Path) -> Ite
     try:
         yield worker
     finally:
-        paced.send_signal(signal.SIGINT)
+        paced.terminate()  # not SIGINT: a shell that starts CI in the background makes children ignore it
         paced.wait(timeout=30)
         collector.stop()
         worker.kill(signal.SIGTERM)
