@@ -89,6 +89,7 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 MARKER_USER = "bench-marker"
 MARKER_EVERY_S = 0.05  # one marker event per 50 ms
+LINGER_S = CollectorSettings().linger_ms / 1000  # the feed sends what collected meanwhile, as the collector
 POLL_S = 0.05  # the latency poller asks the API every 50 ms
 GIVE_UP_S = 30  # markers not seen are lost if none showed up for this long after producing ended
 POOL_SIZE = 20_000  # event lines kept as templates for the latency run
@@ -552,29 +553,30 @@ async def latency_run(
     cpu0 = process_cpu_seconds(worker.pid)
     started = time.perf_counter()
     next_marker = 0.0
+    next_send = LINGER_S
+    lines: dict[tuple[int, bytes], list[bytes]] = defaultdict(list)  # lines lingering, as in the collector
     try:
         while (elapsed := time.perf_counter() - started) < duration_s:
             now_ms = int(time.time() * 1000)
-            lines: dict[tuple[int, bytes], list[bytes]] = defaultdict(list)
             due = int(elapsed * rate) - produced
             for _ in range(due):
                 partition, key, value = feed.background(now_ms)
                 lines[partition, key].append(value)
             produced += due
-            markers = []
             if elapsed >= next_marker:
-                markers.append(f"{run_id}-{len(sent)}")
-                partition, key, value = feed.marker(markers[-1], len(sent), now_ms)
+                marker = f"{run_id}-{len(sent)}"
+                partition, key, value = feed.marker(marker, len(sent), now_ms)
                 lines[partition, key].append(value)
+                sent[marker] = time.perf_counter()  # written: the collector's linger counts too
                 next_marker += MARKER_EVERY_S
-            records: Records = defaultdict(list)
-            for (partition, key), values in lines.items():  # a pod's lines of one tick: one record
-                records[partition].append((key, array_record(values)))
-            records_produced += len(lines)
-            handed_over = time.perf_counter()
-            for marker in markers:
-                sent[marker] = handed_over
-            acks += await send_records(producer, topic, records)
+            if elapsed >= next_send:
+                records: Records = defaultdict(list)
+                for (partition, key), values in lines.items():  # a pod's lines of one linger: one record
+                    records[partition].append((key, array_record(values)))
+                records_produced += len(lines)
+                lines.clear()
+                acks += await send_records(producer, topic, records)
+                next_send += LINGER_S
             await asyncio.sleep(0.005)
         seconds = time.perf_counter() - started
         cpu = process_cpu_seconds(worker.pid) - cpu0  # while producing
