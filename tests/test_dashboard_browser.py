@@ -100,9 +100,12 @@ def live_worker(kafka_broker: str, topics: TopicSettings, tmp_path: Path) -> Ite
         yield worker
     finally:
         paced.terminate()  # not SIGINT: a shell that starts CI in the background makes children ignore it
-        paced.wait(timeout=30)
-        collector.stop()
-        worker.kill(signal.SIGTERM)
+        try:
+            paced.wait(timeout=30)
+        finally:  # whatever happened above, leave no process behind
+            paced.kill()
+            collector.stop()
+            worker.kill(signal.SIGTERM)
 
 
 @pytest.fixture
