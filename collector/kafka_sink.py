@@ -25,11 +25,11 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from collector.edge import PodFilter, may_be_event, redact_line, shrink_line
 from collector.lines import LogLine
 from collector.metrics import COLLECTOR_METRICS as METRICS
+from pioneer_telemetry.batches import build_batches
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +194,12 @@ class KafkaSink:
         (aiokafka keeps one request per partition in flight anyway.)"""
         backoff = 0.5
         async with self._ordered[batch.partition]:
+            records = [(record.key, record.value(self.record_lines == 1)) for record in batch.records]
             while True:
                 try:
                     acks = [
                         await self.producer.send_batch(kafka_batch, self.topic, partition=batch.partition)
-                        for kafka_batch in self._kafka_batches(batch.records)
+                        for kafka_batch in build_batches(self.producer, records)
                     ]
                     await asyncio.gather(*acks)
                     break
@@ -218,20 +219,6 @@ class KafkaSink:
         if self._unacked_bytes < self.buffer_bytes:
             self._room.set()
         batch.acked.set_result(None)
-
-    def _kafka_batches(self, records: list[_Record]) -> list[BatchBuilder]:
-        """aiokafka batches hold at most the producer's `max_batch_size`; start another when one fills."""
-        batches = [self.producer.create_batch()]
-        bare = self.record_lines == 1
-        for record in records:
-            key, value = record.key, record.value(bare)
-            if batches[-1].append(key=key, value=value, timestamp=None) is None:
-                batches.append(self.producer.create_batch())
-                if batches[-1].append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a record of {len(value)} bytes exceeds the producer's max_batch_size")
-        for kafka_batch in batches:
-            kafka_batch.close()
-        return batches
 
     async def _linger(self) -> None:
         while True:

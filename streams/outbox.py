@@ -16,7 +16,8 @@ from collections import defaultdict
 
 import faust
 from aiokafka import AIOKafkaProducer
-from aiokafka.producer.message_accumulator import BatchBuilder
+
+from pioneer_telemetry.batches import build_batches
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Outbox:
     ) -> None:
         """In order within a partition; partitions side by side, since aiokafka holds a new batch back
         until the partition's previous request is answered (one round trip each, in series, adds up)."""
-        for batch in _batches(producer, items):
+        for batch in build_batches(producer, items):
             delivery = await producer.send_batch(batch, topic, partition=partition)
             delivery.add_done_callback(self._check_delivery)
 
@@ -78,16 +79,3 @@ class Outbox:
         if not delivery.cancelled() and delivery.exception() is not None:
             self.failed_batches += 1
             log.error("an output batch was not delivered: %r", delivery.exception())
-
-
-def _batches(producer: AIOKafkaProducer, items: list[tuple[bytes, bytes]]) -> list[BatchBuilder]:
-    """aiokafka batches hold at most the producer's `max_batch_size`; start another when one fills."""
-    batches = [producer.create_batch()]
-    for key, value in items:
-        if batches[-1].append(key=key, value=value, timestamp=None) is None:
-            batches.append(producer.create_batch())
-            if batches[-1].append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"a record of {len(value)} bytes exceeds the producer's max_batch_size")
-    for batch in batches:
-        batch.close()
-    return batches
