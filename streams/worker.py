@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import faust
 import orjson
@@ -35,9 +35,8 @@ from pydantic_settings import SettingsConfigDict
 
 from pioneer_telemetry.config import ComponentSettings, KafkaSettings, state_dir
 from streams.aggregate import HOUR_MS, MINUTE_MS, Window, add_event, empty_window, event_time, merge_into
-from streams.envelope import Envelope, envelopes
+from streams.envelope import Envelope, EnvelopeReader, envelopes
 from streams.framing import rfc3339_to_ms
-from streams.identity import PodMeta
 from streams.outbox import Outbox
 from streams.parser import LineParser
 from streams.schema import DeadLetter, PioneerEvent
@@ -118,7 +117,7 @@ class Pipeline:
         self.sources = app.Table(SOURCES, key_type=bytes, value_type=bytes, partitions=topics.partitions)
         self.topics = topics
         self.partitions: dict[int, PartitionState] = defaultdict(PartitionState)
-        self._pods: dict[tuple[Any, ...], PodMeta] = {}
+        self.envelopes = EnvelopeReader(topics.raw)
         self.last_crash: str | None = None  # the agent's last crash, for the health endpoint
         self.outbox = Outbox(app)
 
@@ -177,41 +176,16 @@ class Pipeline:
     def _parse(
         self, envelope: Envelope, partition: int, raw_offset: int
     ) -> tuple[PioneerEvent | DeadLetter | None, str, int, str | None]:
-        """One line of a raw record, from our collector or Fluent Bit's kafka output (no `source`: the
-        Kafka position stands in): the parse result, the line's source position, its runtime time."""
-        line = envelope.get("log")
-        if not isinstance(line, (str, bytes)):
-            line = "" if line is None else str(line)
-        source = envelope.get("source")
-        source_id, source_offset = None, raw_offset
-        if isinstance(source, dict):
-            source_id = source.get("id")
-            offset = source.get("offset")
-            source_offset = offset if isinstance(offset, int) else source_offset
-        source_id = str(source_id) if source_id else f"kafka:{self.raw_topic_name}:{partition}"
-        kubernetes = envelope.get("kubernetes")
-        pod = self._pod(kubernetes) if isinstance(kubernetes, dict) else PodMeta()
-        runtime_time = envelope.get("time")
-        if not isinstance(runtime_time, str):
-            runtime_time = None
-        result = self.parser.parse(line, source_id, source_offset, pod, runtime_time)
-        return result, source_id, source_offset, runtime_time
-
-    def _pod(self, kubernetes: dict[str, Any]) -> PodMeta:
-        annotations, labels = kubernetes.get("annotations") or {}, kubernetes.get("labels") or {}
-        cache_key = (
-            kubernetes.get("pod_name"),
-            kubernetes.get("namespace_name"),
-            kubernetes.get("container_name"),
-            annotations.get("hub.jupyter.org/username") if isinstance(annotations, dict) else None,
-            labels.get("hub.jupyter.org/username") if isinstance(labels, dict) else None,
+        """One line of a raw record: the parse result, the line's source position, its runtime time."""
+        line, source_id, source_offset, pod, runtime_time = self.envelopes.read(
+            envelope, partition, raw_offset
         )
-        pod = self._pods.get(cache_key)
-        if pod is None:
-            if len(self._pods) > 10_000:
-                self._pods.clear()
-            pod = self._pods[cache_key] = PodMeta.from_fluent_bit(kubernetes)
-        return pod
+        return (
+            self.parser.parse(line, source_id, source_offset, pod, runtime_time),
+            source_id,
+            source_offset,
+            runtime_time,
+        )
 
     def retention_floor(self, state: PartitionState) -> int:
         return state.stream_time - int(self.settings.minute_retention_h * HOUR_MS)

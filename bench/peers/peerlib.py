@@ -31,8 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from collector.simulate_truth import iso_utc
 from streams.aggregate import MINUTE_MS, event_time, window_start
-from streams.envelope import envelopes
-from streams.identity import PodMeta
+from streams.envelope import EnvelopeReader, envelopes
 from streams.parser import LineParser
 from streams.schema import PioneerEvent
 from streams.settings import ParserSettings
@@ -144,46 +143,19 @@ class Tracker:
 
 
 class RecordParser:
-    """A raw record's events, with envelope fields passed to `LineParser.parse` as the worker passes them
-    (`Pipeline._parse`): source position, pod metadata, runtime time."""
+    """A raw record's events, its envelopes read as the worker reads them (`streams.envelope`)."""
 
     def __init__(self, topic: str) -> None:
         self.parser = LineParser(ParserSettings())
-        self.topic = topic
-        self._pods: dict[tuple[Any, ...], PodMeta] = {}
+        self.reader = EnvelopeReader(topic)
 
     def parse(self, value: bytes, partition: int, offset: int) -> list[PioneerEvent]:
         events = []
         for envelope in envelopes(value):
-            line = envelope.get("log")
-            if not isinstance(line, (str, bytes)):
-                line = str(line)
-            source = envelope.get("source") or {}
-            runtime_time = envelope.get("time")
-            result = self.parser.parse(
-                line,
-                source.get("id") or f"kafka:{self.topic}:{partition}",
-                source.get("offset", offset),
-                self._pod(envelope.get("kubernetes") or {}),
-                runtime_time if isinstance(runtime_time, str) else None,
-            )
+            result = self.parser.parse(*self.reader.read(envelope, partition, offset))
             if isinstance(result, PioneerEvent):
                 events.append(result)
         return events
-
-    def _pod(self, kubernetes: dict[str, Any]) -> PodMeta:
-        annotations, labels = kubernetes.get("annotations") or {}, kubernetes.get("labels") or {}
-        key = (
-            kubernetes.get("pod_name"),
-            kubernetes.get("namespace_name"),
-            kubernetes.get("container_name"),
-            annotations.get("hub.jupyter.org/username") if isinstance(annotations, dict) else None,
-            labels.get("hub.jupyter.org/username") if isinstance(labels, dict) else None,
-        )
-        pod = self._pods.get(key)
-        if pod is None:
-            pod = self._pods[key] = PodMeta.from_fluent_bit(kubernetes)
-        return pod
 
 
 class Counts:
