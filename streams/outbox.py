@@ -1,8 +1,8 @@
 """The worker's output records (events, dead letters, closed windows), sent as whole Kafka batches.
 
 Per-record `send` costs Faust and aiokafka about 10 us of Python each (a future, a callback, a
-metadata lookup): at 50k events/s that alone would fill a core. The outbox collects one agent batch's
-records per (topic, partition) and hands each group to aiokafka as ready-built batches
+metadata lookup): at 50k events/s that alone would fill a core. The outbox packs one agent batch's
+records per (topic, partition) into aiokafka batches as they are added, and hands those over whole
 (`send_batch`). It uses Faust's own producer, which Faust flushes before it commits the raw topic's
 offsets, so delivery stays at-least-once.
 """
@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 
 import faust
 from aiokafka import AIOKafkaProducer
 
-from pioneer_telemetry.batches import build_batches
+from pioneer_telemetry.batches import BatchPacker
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 class Outbox:
     def __init__(self, app: faust.App) -> None:
         self.app = app
-        self._records: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+        self._packers: dict[tuple[str, int], BatchPacker] = {}
         self._unplaced: list[tuple[str, bytes, bytes]] = []
         self._partition_of: dict[tuple[str, bytes], int] = {}
         self.failed_batches = 0
@@ -34,31 +33,32 @@ class Outbox:
         partition = self._partition(topic, key)
         if partition is None:
             self._unplaced.append((topic, key, value))
-        else:
-            self._records[topic, partition].append((key, value))
+            return
+        packer = self._packers.get((topic, partition))
+        if packer is None:
+            # Faust keeps its aiokafka producer private; `send` would cost the per-record price
+            producer: AIOKafkaProducer = self.app.producer._ensure_producer()
+            packer = self._packers[topic, partition] = BatchPacker(producer)
+        packer.append(key, value)
 
     async def send(self) -> None:
         """Hand everything added so far to the producer (delivery is awaited by Faust's flush)."""
-        records, self._records = self._records, defaultdict(list)
+        packers, self._packers = self._packers, {}
         unplaced, self._unplaced = self._unplaced, []
-        # Faust keeps its aiokafka producer private; `send` would cost the per-record price
-        producer: AIOKafkaProducer = self.app.producer._ensure_producer()
         await asyncio.gather(
             *(
-                self._send_partition(producer, topic, partition, items)
-                for (topic, partition), items in records.items()
+                self._send_partition(packer, topic, partition)
+                for (topic, partition), packer in packers.items()
             )
         )
         for topic, key, value in unplaced:  # no metadata for the topic yet: let the producer place them
             await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
 
-    async def _send_partition(
-        self, producer: AIOKafkaProducer, topic: str, partition: int, items: list[tuple[bytes, bytes]]
-    ) -> None:
+    async def _send_partition(self, packer: BatchPacker, topic: str, partition: int) -> None:
         """In order within a partition; partitions side by side, since aiokafka holds a new batch back
         until the partition's previous request is answered (one round trip each, in series, adds up)."""
-        for batch in build_batches(producer, items):
-            delivery = await producer.send_batch(batch, topic, partition=partition)
+        for batch in packer.close():
+            delivery = await packer.producer.send_batch(batch, topic, partition=partition)
             delivery.add_done_callback(self._check_delivery)
 
     def _partition(self, topic: str, key: bytes) -> int | None:
