@@ -35,7 +35,7 @@ from pydantic_settings import SettingsConfigDict
 
 from pioneer_telemetry.config import ComponentSettings, KafkaSettings, state_dir
 from streams.aggregate import HOUR_MS, MINUTE_MS, Window, add_event, empty_window, event_time, merge_into
-from streams.envelope import Envelope, EnvelopeReader, envelopes
+from streams.envelope import EnvelopeReader, envelopes
 from streams.framing import rfc3339_to_ms
 from streams.outbox import Outbox
 from streams.parser import LineParser
@@ -133,6 +133,9 @@ class Pipeline:
     def _process_partition(self, partition: int, events: list[EventT]) -> None:
         state = self.partitions[partition]
         batch = _PartitionBatch(self, partition, state)
+        read, parse, add, publish = self.envelopes.read, self.parser.parse, batch.add, self.outbox.add
+        events_topic = self.topics.events if self.settings.publish_events else None
+        grace_ms = int(self.settings.grace_s * 1000)
         counted = False
         for event in events:
             message = event.message
@@ -140,55 +143,42 @@ class Pipeline:
             state.last_offset = raw_offset
             record_ms = int(message.timestamp * 1000)
             fresh: dict[str, bool] = {}  # per source: is this record new to it (not a replay)?
+            source_id_before = None
             for envelope in envelopes(event.value):
-                result, source_id, source_offset, runtime_time = self._parse(envelope, partition, raw_offset)
+                line, source_id, source_offset, pod, runtime_time = read(envelope, partition, raw_offset)
+                result = parse(line, source_id, source_offset, pod, runtime_time)
                 if result is None:
                     continue
                 if isinstance(result, DeadLetter):
                     runtime_ms = (rfc3339_to_ms(runtime_time) if runtime_time else None) or record_ms
                     batch.count("dead_letters", raw_offset, runtime_ms)
-                    self.outbox.add(self.topics.deadletter, source_id.encode(), orjson.dumps(result))
+                    publish(self.topics.deadletter, source_id.encode(), orjson.dumps(result))
                     continue
                 when = event_time(result)
-                source = batch.source(source_id)
-                if source_id not in fresh:  # else replayed after a restart: the windows' offsets decide
-                    fresh[source_id] = raw_offset > source["raw"]
-                if fresh[source_id]:
+                if source_id != source_id_before:  # a record's lines mostly share their source
+                    source_id_before, source = source_id, batch.source(source_id)
+                    if source_id not in fresh:  # else replayed after a restart: the windows' offsets decide
+                        fresh[source_id] = raw_offset > source["raw"]
+                    is_fresh = fresh[source_id]
+                if is_fresh:
                     if source_offset <= source["max"]:
                         batch.count("duplicates", raw_offset, when)  # the collector delivered it twice
                         continue
                     source["max"], source["raw"] = source_offset, raw_offset
-                    late_before = source["wm"] - self.settings.grace_s * 1000
-                    if when < late_before or when < self.retention_floor(state):
+                    if when < source["wm"] - grace_ms or when < self.retention_floor(state):
                         batch.count("late", raw_offset, when)
                         continue
                     source["wm"] = max(source["wm"], when)
                 state.stream_time = max(state.stream_time, when)
                 counted = True
-                batch.add(result, when, raw_offset)
-                if self.settings.publish_events:
-                    self.outbox.add(
-                        self.topics.events, (result.session_id or "").encode(), orjson.dumps(result)
-                    )
+                add(result, when, raw_offset)
+                if events_topic is not None:
+                    publish(events_topic, (result.session_id or "").encode(), orjson.dumps(result))
         if counted:
             state.last_event_at = time.time()
         batch.write()
         self._publish_closed(partition, state, batch.written_minutes)
         self._expire(partition, state)
-
-    def _parse(
-        self, envelope: Envelope, partition: int, raw_offset: int
-    ) -> tuple[PioneerEvent | DeadLetter | None, str, int, str | None]:
-        """One line of a raw record: the parse result, the line's source position, its runtime time."""
-        line, source_id, source_offset, pod, runtime_time = self.envelopes.read(
-            envelope, partition, raw_offset
-        )
-        return (
-            self.parser.parse(line, source_id, source_offset, pod, runtime_time),
-            source_id,
-            source_offset,
-            runtime_time,
-        )
 
     def retention_floor(self, state: PartitionState) -> int:
         return state.stream_time - int(self.settings.minute_retention_h * HOUR_MS)
@@ -238,12 +228,18 @@ class _PartitionBatch:
         self.windows: dict[tuple[str, int], Window] = {}  # (table name, start) -> stored value, updated
         self._applied: dict[tuple[str, int], int] = {}  # raw offset the stored value held before
         self._deltas: dict[int, Window] = {}  # minute start -> this batch's events for it
+        self._delta_minute: int | None = None  # the last event's minute, if it went to a delta
+        self._delta: Window = {}
         self._sources: dict[str, dict[str, int]] = {}
         self.written_minutes: dict[bytes, bytes] = {}  # window key -> its value as written
 
     def add(self, event: PioneerEvent, time_ms: int, raw_offset: int) -> None:
         """Count an event into its minute and hour unless they already hold it (a replay)."""
         minute = time_ms - time_ms % MINUTE_MS
+        if minute == self._delta_minute:  # as the last event: its windows did not hold it, nor this one
+            add_event(self._delta, event)
+            self._delta["o"] = raw_offset
+            return
         hour = minute - minute % HOUR_MS
         minute_applied = self._load(MINUTES, minute)
         hour_applied = self._load(HOURS, hour)
@@ -253,6 +249,7 @@ class _PartitionBatch:
                 delta = self._deltas[minute] = empty_window()
             add_event(delta, event)
             delta["o"] = raw_offset  # events come in offset order
+            self._delta_minute, self._delta = minute, delta
             return
         for slot, applied in (((MINUTES, minute), minute_applied), ((HOURS, hour), hour_applied)):
             if raw_offset > applied:  # a crash wrote one of the two, not the other: finish the other
