@@ -40,6 +40,8 @@ class EnvelopeReader:
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self._pods: dict[tuple[Any, ...], PodMeta] = {}
+        self._kubernetes_before: Any = None
+        self._pod_before = PodMeta()
 
     def read(
         self, envelope: Envelope, partition: int, kafka_offset: int
@@ -55,7 +57,10 @@ class EnvelopeReader:
             source_offset = offset if isinstance(offset, int) else source_offset
         source_id = str(source_id) if source_id else f"kafka:{self.topic}:{partition}"
         kubernetes = envelope.get("kubernetes")
-        pod = self._pod(kubernetes) if isinstance(kubernetes, dict) else PodMeta()
+        if kubernetes != self._kubernetes_before:  # a record's lines mostly share it: compare, not look up
+            self._kubernetes_before = kubernetes
+            self._pod_before = self._pod(kubernetes) if isinstance(kubernetes, dict) else PodMeta()
+        pod = self._pod_before
         runtime_time = envelope.get("time")
         return line, source_id, source_offset, pod, runtime_time if isinstance(runtime_time, str) else None
 
