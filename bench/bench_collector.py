@@ -46,8 +46,8 @@ from benchlib import (
     read_topic,
     send_records,
 )
-from prometheus_client import REGISTRY
 
+from collector.metrics import COLLECTOR_METRICS, value
 from collector.service import run_collector
 from collector.settings import CollectorSettings
 from collector.simulate import SimulatorSettings, run
@@ -76,10 +76,6 @@ def _vm_kb(field: str) -> int:
     raise KeyError(field)
 
 
-def _counter(name: str) -> float:
-    return REGISTRY.get_sample_value(name) or 0.0
-
-
 async def _collect(
     log_dir: str, checkpoint: str, bootstrap: str, topic: str, expected: int
 ) -> dict[str, Any]:
@@ -91,23 +87,23 @@ async def _collect(
     )
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     stop = asyncio.Event()
-    acked0 = _counter("pioneer_collector_lines_acked_total")
-    received0 = _counter("pioneer_collector_lines_received_total")
+    acked0 = value(COLLECTOR_METRICS.lines_acked)
+    received0 = value(COLLECTOR_METRICS.lines_received)
     rss_before = _vm_kb("VmRSS")
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     task = asyncio.create_task(run_collector(settings, kafka, TopicSettings(raw=topic), stop))
     deadline = started + 60 + expected / 2000
     progress: list[tuple[float, float]] = []  # (time, lines acked)
-    while (so_far := _counter("pioneer_collector_lines_acked_total") - acked0) < expected:
+    while (so_far := value(COLLECTOR_METRICS.lines_acked) - acked0) < expected:
         progress.append((time.perf_counter(), so_far))
         if task.done() or time.perf_counter() > deadline:
             break
         await asyncio.sleep(0.005)
     wall = time.perf_counter() - started
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
-    acked = _counter("pioneer_collector_lines_acked_total") - acked0
-    received = _counter("pioneer_collector_lines_received_total") - received0
+    acked = value(COLLECTOR_METRICS.lines_acked) - acked0
+    received = value(COLLECTOR_METRICS.lines_received) - received0
     stop.set()
     await task  # flushes and checkpoints; raises if the collector failed
     cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
-from streams.framing import CRI_FULL_LINE, Deframer, detect_framing
+from streams.framing import CRI_FULL_LINE_START, Deframer, detect_framing
 from streams.identity import PodMeta
 
 _STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
@@ -144,21 +144,23 @@ class LineAssembler:
     def _take_full_cri_lines(self, buffer: bytearray, position: int, start: int, lines: list[LogLine]) -> int:
         """The common case in one regex match per line: whole CRI lines while nothing is pending. Stops
         at the first line that needs `Deframer` (partial, odd, too long) and returns where it stopped."""
-        match_at, limit, append = CRI_FULL_LINE.match, self.max_line_bytes, lines.append
-        kubernetes, source_id = self.kubernetes, self.source_id
+        match_at, find, limit = CRI_FULL_LINE_START.match, buffer.find, self.max_line_bytes
+        append, kubernetes, source_id = lines.append, self.kubernetes, self.source_id
         while (match := match_at(buffer, position)) is not None:
-            time, stream, content = match.groups()
-            if len(content) > limit:
+            content_start = match.end()
+            newline = find(b"\n", content_start)
+            if newline < 0 or newline - content_start > limit:
                 break
+            time, stream = match.groups()
             append(LogLine(
-                log=content.decode("utf-8", "replace"),
+                log=buffer[content_start:newline].decode("utf-8", "replace"),
                 stream=_STREAMS[stream],
                 time=time.decode("ascii", "replace"),
                 kubernetes=kubernetes,
                 source_id=source_id,
                 offset=start + position,
             ))  # fmt: skip
-            position = match.end()
+            position = newline + 1
         return position
 
     def _deframe(self, raw: bytes, offset: int, lines: list[LogLine]) -> None:

@@ -23,15 +23,20 @@ from typing import Any
 
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH", "COOKIE", "PRIVATE")
 SECRET_KEY = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
-_SECRET_WORDS_LOWER = tuple(word.lower() for word in SECRET_WORDS)
+# What `mentions_secret_word` scans for: every secret word contains one of these ("passw" stands for
+# PASSWORD and PASSWD: one scan fewer).
+SCANNED_WORDS = ("key", "token", "secret", "passw", "auth", "cookie", "private", "credential")
 
 
 def mentions_secret_word(text: str) -> bool:
-    """Whether `text` contains a secret-looking word anywhere: for whole lines, where lowercasing once
-    and a substring scan per word is ten times cheaper than the case-insensitive `SECRET_KEY` (and a
-    third cheaper than one regex alternation of the lowercase words)."""
+    """Whether `text` may contain a secret-looking word (never False where `SECRET_KEY` would match):
+    for whole lines, where lowercasing once and a substring scan per word is ten times cheaper than the
+    case-insensitive `SECRET_KEY`, and a third cheaper than one regex alternation of the words."""
     lowered = text.lower()
-    return any(word in lowered for word in _SECRET_WORDS_LOWER)
+    for word in SCANNED_WORDS:  # noqa: SIM110 (`any()` over a generator costs a fifth more here)
+        if word in lowered:
+            return True
+    return False
 
 
 # Harmless, useful for sizing and debugging; deliberately not JUPYTERHUB_USER or HOSTNAME (the pod name),

@@ -177,7 +177,7 @@ _PHYSICAL_LINES = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(physical=st.lists(_PHYSICAL_LINES, max_size=30), chunk=st.integers(1, 300))
 def test_the_cri_fast_path_yields_exactly_what_the_deframer_does(physical: list[bytes], chunk: int) -> None:
-    """Whole CRI lines skip `Deframer` (one regex match each); with partials, odd and overlong lines
+    """Whole CRI lines skip `Deframer` (one short match and a find each); with partials, odd and overlong lines
     (max_line_bytes 64) and any read size, the lines must be the same as through `Deframer` alone."""
     data = cri("first line") + b"".join(physical)
     fast = assemble(data, chunk, max_line_bytes=64)

@@ -13,7 +13,9 @@ from streams.identity import PodMeta
 from streams.parser import LineParser
 from streams.privacy import (
     DEFAULT_ENVIRON_ALLOWLIST,
+    SCANNED_WORDS,
     SECRET_KEY,
+    SECRET_WORDS,
     PrivacyPolicy,
     is_secret_key,
     mentions_secret_word,
@@ -221,3 +223,10 @@ def test_default_allowlist_names_no_user() -> None:
 def test_mentions_secret_word_agrees_with_the_secret_key_pattern(text: str, expected: bool) -> None:
     assert mentions_secret_word(text) is expected
     assert (SECRET_KEY.search(text) is not None) is expected
+
+
+def test_the_scanned_words_cover_every_secret_word() -> None:
+    """The cheap scan may say yes more often than `SECRET_KEY`, never less."""
+    for word in SECRET_WORDS:
+        assert any(scanned.upper() in word for scanned in SCANNED_WORDS), word
+        assert mentions_secret_word(f"x_{word.lower()}_y")
