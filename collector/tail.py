@@ -115,7 +115,7 @@ class FileTailer:
         poll_interval_s: float = 0.25,
         rotate_wait_s: float = 5.0,
         checkpoint_interval_s: float = 1.0,
-        read_chunk_bytes: int = 1024 * 1024,
+        read_chunk_bytes: int = 64 * 1024,  # small: between chunks the producer sends and takes acks
         max_line_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.patterns = patterns
