@@ -81,7 +81,7 @@ from pioneer_telemetry.kafka_local import free_port
 from streams.envelope import envelopes
 from streams.identity import PodMeta
 from streams.parser import LineParser
-from streams.schema import PioneerEvent
+from streams.schema import is_event
 from streams.topics import TopicSettings
 
 PARTITIONS = 8
@@ -412,8 +412,8 @@ async def reference_loop(bootstrap: str, topic: str, partitions: int, total: int
                         result = parser.parse(
                             envelope["log"], source["id"], source["offset"], pod, envelope["time"]
                         )
-                        if isinstance(result, PioneerEvent):
-                            counts[result.event_name] = counts.get(result.event_name, 0) + 1
+                        if is_event(result):
+                            counts[result["event_name"]] = counts.get(result["event_name"], 0) + 1
         wall = time.perf_counter() - started
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:

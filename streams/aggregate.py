@@ -42,7 +42,8 @@ def window_start(time_ms: int, size_ms: int) -> int:
 
 def event_time(event: PioneerEvent) -> int:
     """Event time is the server's log time; the browser's clock only when the line has none."""
-    return event.log_time_ms if event.log_time_ms is not None else event.event_time_ms
+    log_time = event["log_time_ms"]
+    return log_time if log_time is not None else event["event_time_ms"]
 
 
 def notebook_key(user: str | None, path: str | None) -> str:
@@ -83,16 +84,16 @@ def add_event(window: Window, event: PioneerEvent) -> None:
     parts = window.get("namespaces")
     if parts is None:  # a window stored before namespaces were counted
         parts = window["namespaces"] = {}
-    namespace = event.namespace or UNKNOWN_NAMESPACE
+    namespace = event["namespace"] or UNKNOWN_NAMESPACE
     part = parts.get(namespace)
     if part is None:
         part = parts[namespace] = empty_part()
-    name = event.event_name
+    name = event["event_name"]
     events = part["events"]
     events[name] = events.get(name, 0) + 1
     executed = name == EXECUTE
-    failed = executed and event.success is False
-    user = event.user or ""
+    failed = executed and event["success"] is False
+    user = event["user"] or ""
     stats = part["users"].get(user)
     if stats is None:
         stats = part["users"][user] = [0, 0, 0, 0, {}]
@@ -101,12 +102,12 @@ def add_event(window: Window, event: PioneerEvent) -> None:
     stats[2] += failed
     stats[3] = max(stats[3], event_time(event))
     stats[4][name] = stats[4].get(name, 0) + 1
-    session = event.session_id
+    session = event["session_id"]
     if session:
         part["sessions"][session] = user
     notebook = None
-    if event.notebook_path:
-        key = notebook_key(user, event.notebook_path)
+    if event["notebook_path"]:
+        key = notebook_key(user, event["notebook_path"])
         notebook = part["notebooks"].get(key)
         if notebook is None:
             notebook = part["notebooks"][key] = [0, 0, 0, {}, {}, {}]
@@ -117,12 +118,12 @@ def add_event(window: Window, event: PioneerEvent) -> None:
         if session:
             notebook[5][session] = 1
     if failed:
-        error = event.error_name or "unknown"
+        error = event["error_name"] or "unknown"
         part["errors"][error] = part["errors"].get(error, 0) + 1
         if notebook is not None:
             notebook[3][error] = notebook[3].get(error, 0) + 1
-    if event.log_time_ms is not None:
-        skew = abs(event.log_time_ms - event.event_time_ms)
+    if event["log_time_ms"] is not None:
+        skew = abs(event["log_time_ms"] - event["event_time_ms"])
         window["skew"][0] += skew
         window["skew"][1] += 1
         window["skew"][2] = max(window["skew"][2], skew)

@@ -14,7 +14,7 @@ import typer
 import yaml
 
 from streams.parser import LineParser
-from streams.schema import DeadLetter, PioneerEvent
+from streams.schema import DeadLetter, is_event
 from streams.settings import ParserSettings
 
 
@@ -59,12 +59,12 @@ def parse(
         try:
             for result in results:
                 lines += 1
-                if isinstance(result, PioneerEvent):
-                    events[result.event_name] += 1
+                if is_event(result):
+                    events[result["event_name"]] += 1
                     out.write(orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE))
                 elif isinstance(result, DeadLetter):
                     dead_letters[result.reason] += 1
-                    where = f"{result.source.id}:{result.source.offset}"
+                    where = f"{result.source['id']}:{result.source['offset']}"
                     typer.echo(f"dead letter at {where}: {result.reason}: {result.detail}", err=True)
                 else:
                     skipped += 1

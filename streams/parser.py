@@ -27,11 +27,11 @@ from streams.privacy import pseudonymize, redact_info, scrub_secret_keys, scrub_
 from streams.schema import (
     ENVELOPE_ADAPTER,
     EVENT_NAMES,
+    SCHEMA_VERSION,
     DeadLetter,
     DeadLetterReason,
     PioneerEnvelope,
     PioneerEvent,
-    SourcePosition,
 )
 from streams.settings import ParserSettings
 
@@ -208,25 +208,26 @@ class LineParser:
             info = scrub_secret_keys(info)
             notebook_content = scrub_secret_keys(state.get("notebookContent"))
         user, pod_name = self._identity(pod.user, pod.pod)
-        return PioneerEvent(
-            event_id=event_id(source_id, offset),
-            event_name=name,
-            event_time_ms=detail["eventTime"],
-            log_time_ms=log_time_ms,
-            session_id=state.get("sessionID"),
-            notebook_path=state.get("notebookPath"),
-            cell_ids=cell_ids,
-            cell_indices=cell_indices,
-            success=success,
-            error_name=error_name,
-            user=user,
-            pod=pod_name,
-            namespace=pod.namespace,
-            container=pod.container,
-            source=SourcePosition(id=source_id, offset=offset),
-            info=info,
-            notebook_content=notebook_content,
-        )
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": event_id(source_id, offset),
+            "event_name": name,
+            "event_time_ms": detail["eventTime"],
+            "log_time_ms": log_time_ms,
+            "session_id": state.get("sessionID"),
+            "notebook_path": state.get("notebookPath"),
+            "cell_ids": cell_ids,
+            "cell_indices": cell_indices,
+            "success": success,
+            "error_name": error_name,
+            "user": user,
+            "pod": pod_name,
+            "namespace": pod.namespace,
+            "container": pod.container,
+            "source": {"id": source_id, "offset": offset},
+            "info": info,
+            "notebook_content": notebook_content,
+        }
 
     def _pseudonymize(self, user: str | None, pod: str | None) -> tuple[str | None, str | None]:
         """The user and pod names as written: pseudonyms when a key is set (pod names contain the user)."""
@@ -244,7 +245,7 @@ class LineParser:
         return DeadLetter(
             reason=rejected.reason,
             detail=rejected.detail,
-            source=SourcePosition(id=source_id, offset=offset),
+            source={"id": source_id, "offset": offset},
             line=scrub_text(line[:DEAD_LETTER_LINE_BYTES].decode("utf-8", "replace")),
             line_bytes=len(line),
             pod=pod_name,

@@ -173,7 +173,7 @@ class Pipeline:
                 counted = True
                 add(result, when, raw_offset)
                 if events_topic is not None:
-                    publish(events_topic, (result.session_id or "").encode(), orjson.dumps(result))
+                    publish(events_topic, (result["session_id"] or "").encode(), orjson.dumps(result))
         if counted:
             state.last_event_at = time.time()
         batch.write()

@@ -25,10 +25,10 @@ def event(
     success: bool | None = None, error: str | None = None,
 ) -> PioneerEvent:  # fmt: skip
     return PioneerEvent(
-        event_id="e", event_name=name, event_time_ms=T0 + 900, log_time_ms=T0 + 1000, session_id=session,
+        schema_version="1", event_id="e", event_name=name, event_time_ms=T0 + 900, log_time_ms=T0 + 1000, session_id=session,
         notebook_path=path, cell_ids=[], cell_indices=[], success=success, error_name=error, user=user,
         pod=f"jupyter-{user}", namespace=namespace, container="notebook",
-        source=SourcePosition(id="f", offset=0), info=None,
+        source=SourcePosition(id="f", offset=0), info=None, notebook_content=None,
     )  # fmt: skip
 
 

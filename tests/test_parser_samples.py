@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from pioneer_telemetry.cli import app
 from streams.identity import PodMeta
 from streams.parser import LineParser, ParseResult
-from streams.schema import DeadLetter, PioneerEvent
+from streams.schema import DeadLetter, PioneerEvent, is_event
 from streams.settings import ParserSettings
 
 CAPTURES = ["alice.raw.log", "alice.cri.log", "alice.docker.log"]
@@ -45,7 +45,7 @@ def raw_lines(samples: Path) -> list[bytes]:
 
 
 def events_of(results: list[ParseResult]) -> list[PioneerEvent]:
-    return [r for r in results if isinstance(r, PioneerEvent)]
+    return [r for r in results if is_event(r)]
 
 
 def comparable(event: PioneerEvent) -> dict[str, Any]:
@@ -64,14 +64,14 @@ def test_captures_yield_exactly_the_true_events(samples: Path, truth: dict[str, 
     assert len(events) == truth["total_events"] == 795
     assert results.count(None) == 44
     assert not [r for r in results if isinstance(r, DeadLetter)]
-    assert Counter(e.event_name for e in events) == truth["counts_by_eventName"]
-    assert Counter(e.session_id for e in events) == truth["counts_by_sessionID"]
-    assert Counter(e.notebook_path for e in events) == truth["counts_by_notebookPath"]
-    failures = [e for e in events if e.success is False]
-    assert [e.error_name for e in failures] == truth["cellExecute_failure_errorNames"]
+    assert Counter(e["event_name"] for e in events) == truth["counts_by_eventName"]
+    assert Counter(e["session_id"] for e in events) == truth["counts_by_sessionID"]
+    assert Counter(e["notebook_path"] for e in events) == truth["counts_by_notebookPath"]
+    failures = [e for e in events if e["success"] is False]
+    assert [e["error_name"] for e in failures] == truth["cellExecute_failure_errorNames"]
     assert len(failures) == truth["cellExecute_failures"]
-    assert [e.event_time_ms for e in events] == [t["eventDetail"]["eventTime"] for t in truth["events"]]
-    assert {e.user for e in events} == {"alice"}
+    assert [e["event_time_ms"] for e in events] == [t["eventDetail"]["eventTime"] for t in truth["events"]]
+    assert {e["user"] for e in events} == {"alice"}
 
 
 def test_framings_agree_and_ids_follow_the_source(samples: Path) -> None:
@@ -80,19 +80,19 @@ def test_framings_agree_and_ids_follow_the_source(samples: Path) -> None:
     plain = by_capture["alice.raw.log"]
     for events in by_capture.values():
         assert [comparable(e) for e in events] == [comparable(e) for e in plain]
-    assert [e.event_id for e in events_of(list(parser.parse_file(samples / "alice.raw.log")))] == [
-        e.event_id for e in plain
+    assert [e["event_id"] for e in events_of(list(parser.parse_file(samples / "alice.raw.log")))] == [
+        e["event_id"] for e in plain
     ]
-    assert len({e.event_id for events in by_capture.values() for e in events}) == 3 * 795
+    assert len({e["event_id"] for events in by_capture.values() for e in events}) == 3 * 795
 
 
 def test_log_time_comes_from_the_line_prefix(samples: Path, raw_lines: list[bytes]) -> None:
     first = next(line for line in raw_lines if b"eventDetail" in line)
     stamp = datetime.strptime(first[:23].decode(), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
     event = LineParser().parse(first, "raw", 0)
-    assert isinstance(event, PioneerEvent)
-    assert event.log_time_ms == int(stamp.timestamp() * 1000)
-    assert event.event_time_ms == 1795716923428
+    assert is_event(event)
+    assert event["log_time_ms"] == int(stamp.timestamp() * 1000)
+    assert event["event_time_ms"] == 1795716923428
 
 
 def test_runtime_time_when_the_format_has_no_time(samples: Path) -> None:
@@ -103,7 +103,7 @@ def test_runtime_time_when_the_format_has_no_time(samples: Path) -> None:
         line for line in (samples / "alice.cri.log").read_text().splitlines() if "eventDetail" in line
     )
     stamp = datetime.fromisoformat(cri_first.split(" ", 1)[0])
-    assert events[0].log_time_ms == int(stamp.timestamp() * 1000)
+    assert events[0]["log_time_ms"] == int(stamp.timestamp() * 1000)
 
 
 def test_nebari_docs_lines_with_their_format_and_with_the_fallback(samples: Path) -> None:
@@ -114,17 +114,17 @@ def test_nebari_docs_lines_with_their_format_and_with_the_fallback(samples: Path
 
     expected_ms = int(datetime(2023, 11, 14, 12, 0, 29, 39000, tzinfo=UTC).timestamp() * 1000)
     assert len(with_format) == len(fallback) == 13
-    assert {e.log_time_ms for e in with_format} == {expected_ms}
-    assert {e.log_time_ms for e in fallback} == {None}
+    assert {e["log_time_ms"] for e in with_format} == {expected_ms}
+    assert {e["log_time_ms"] for e in fallback} == {None}
     assert [comparable(e) | {"log_time_ms": None} for e in with_format] == [comparable(e) for e in fallback]
-    assert Counter(e.event_name for e in with_format) == {
+    assert Counter(e["event_name"] for e in with_format) == {
         "ActiveCellChangeEvent": 5,
         "CellEditEvent": 4,
         "CellRemoveEvent": 4,
     }
-    removed = next(e for e in with_format if e.event_name == "CellRemoveEvent")
-    assert removed.cell_ids == []
-    assert removed.cell_indices == [7]
+    removed = next(e for e in with_format if e["event_name"] == "CellRemoveEvent")
+    assert removed["cell_ids"] == []
+    assert removed["cell_indices"] == [7]
 
 
 @pytest.mark.parametrize("capture_content", [False, True])
@@ -142,25 +142,25 @@ def test_no_secret_value_reaches_any_output(
     assert truth["secret_values"]
     for name, value in truth["secret_values"].items():
         assert value not in written, name
-    opened = next(r for r in outputs if isinstance(r, PioneerEvent) and r.event_name == "NotebookOpenEvent")
-    assert opened.info is not None
-    assert opened.info["environ"]["TZ"] == "UTC"
-    assert not any("TOKEN" in key for key in opened.info["environ"])
+    opened = next(r for r in outputs if is_event(r) and r["event_name"] == "NotebookOpenEvent")
+    assert opened["info"] is not None
+    assert opened["info"]["environ"]["TZ"] == "UTC"
+    assert not any("TOKEN" in key for key in opened["info"]["environ"])
 
 
 def test_content_only_with_capture_on(samples: Path) -> None:
     def execute_failures(capture_content: bool) -> list[PioneerEvent]:
         parser = LineParser(ParserSettings(capture_content=capture_content))
         return [
-            e for e in events_of(list(parser.parse_file(samples / "alice.raw.log"))) if e.success is False
+            e for e in events_of(list(parser.parse_file(samples / "alice.raw.log"))) if e["success"] is False
         ]
 
     off, on = execute_failures(False), execute_failures(True)
-    assert off[0].info is not None
-    assert on[0].info is not None
-    assert off[0].info["kernelError"] == {"errorName": "ZeroDivisionError"}
-    assert on[0].info["kernelError"]["errorValue"] == "division by zero"
-    assert on[0].info["kernelError"]["traceback"]
+    assert off[0]["info"] is not None
+    assert on[0]["info"] is not None
+    assert off[0]["info"]["kernelError"] == {"errorName": "ZeroDivisionError"}
+    assert on[0]["info"]["kernelError"]["errorValue"] == "division by zero"
+    assert on[0]["info"]["kernelError"]["traceback"]
 
 
 def test_command_line_exporter_dict_reprs(truth: dict[str, Any], raw_lines: list[bytes]) -> None:
@@ -169,8 +169,8 @@ def test_command_line_exporter_dict_reprs(truth: dict[str, Any], raw_lines: list
     for offset, (event, json_line) in enumerate(zip(truth["events"], json_lines, strict=True)):
         from_repr = parser.parse(repr(event), "stdout", offset)
         from_json = parser.parse(json_line, "stdout", offset)
-        assert isinstance(from_repr, PioneerEvent), from_repr
-        assert isinstance(from_json, PioneerEvent)
+        assert is_event(from_repr), from_repr
+        assert is_event(from_json)
         assert comparable(from_repr) == comparable(from_json) | {"log_time_ms": None}
 
 
@@ -234,9 +234,9 @@ def test_split_lines_reassemble_to_the_unsplit_events(
     )
     whole = [parser.parse(line, "s", 0) for line in event_lines]
     assert len(split) == len(whole) == 121
-    assert [comparable(e) for e in split] == [comparable(e) for e in whole if isinstance(e, PioneerEvent)]
-    assert split[-1].info is not None
-    assert len(split[-1].info["doc"]) == 400
+    assert [comparable(e) for e in split] == [comparable(e) for e in whole if is_event(e)]
+    assert split[-1]["info"] is not None
+    assert len(split[-1]["info"]["doc"]) == 400
 
 
 def test_cli_parses_the_captures(samples: Path) -> None:
@@ -275,14 +275,14 @@ def test_pod_metadata_from_a_kubelet_file_name(samples: Path, tmp_path: Path) ->
     kubelet_name = tmp_path / f"jupyter-alice--gpu_dev_notebook-{'ab' * 32}.log"
     kubelet_name.write_bytes((samples / "alice.cri.log").read_bytes())
     events = events_of(list(LineParser().parse_file(kubelet_name)))
-    assert {(e.user, e.pod, e.namespace, e.container) for e in events} == {
+    assert {(e["user"], e["pod"], e["namespace"], e["container"]) for e in events} == {
         ("alice", "jupyter-alice--gpu", "dev", "notebook")
     }
     pod = PodMeta(
         pod="jupyter-user-email-com---1a2b3c4d", annotations={"hub.jupyter.org/username": "user@email.com"}
     )
     events = events_of(list(LineParser().parse_file(kubelet_name, pod)))
-    assert {e.user for e in events} == {"user@email.com"}
+    assert {e["user"] for e in events} == {"user@email.com"}
 
 
 def test_cli_rejects_an_unreadable_nebari_config(samples: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from streams.schema import (
     EVENT_NAMES,
     PIONEER_EVENT_ADAPTER,
     SCHEMA_DIR,
-    PioneerEvent,
+    is_event,
     json_schemas,
     render_json_schema,
 )
@@ -91,7 +91,7 @@ def test_valid_events_of_every_version(raw: dict[str, Any]) -> None:
     validated = ENVELOPE_ADAPTER.validate_python(raw)
     assert validated["eventDetail"]["eventName"] == raw["eventDetail"]["eventName"]
     event = LineParser().parse(json.dumps(raw), "s", 0)
-    assert isinstance(event, PioneerEvent)
+    assert is_event(event)
     assert PIONEER_EVENT_ADAPTER.validate_json(orjson.dumps(event)) == event
 
 
@@ -127,23 +127,23 @@ def test_normalized_fields() -> None:
     edit = parser.parse(json.dumps(VALID[3]), "s", 0)
     removed = parser.parse(json.dumps(VALID[6]), "s", 0)
     scroll = parser.parse(json.dumps(VALID[13]), "s", 0)
-    assert isinstance(execute, PioneerEvent)
-    assert isinstance(edit, PioneerEvent)
-    assert isinstance(removed, PioneerEvent)
-    assert isinstance(scroll, PioneerEvent)
-    assert (execute.success, execute.error_name, execute.cell_ids, execute.cell_indices) == (
+    assert is_event(execute)
+    assert is_event(edit)
+    assert is_event(removed)
+    assert is_event(scroll)
+    assert (execute["success"], execute["error_name"], execute["cell_ids"], execute["cell_indices"]) == (
         False,
         "E",
         ["c1"],
         [2],
     )
-    assert (edit.success, edit.cell_ids, edit.cell_indices, edit.info) == (
+    assert (edit["success"], edit["cell_ids"], edit["cell_indices"], edit["info"]) == (
         None,
         [],
         [0],
         {"index": 0, "type": "code"},
     )
-    assert (removed.cell_ids, removed.cell_indices) == ([], [9])
-    assert (scroll.cell_ids, scroll.cell_indices) == (["c1", "c1"], [2, 3])
-    assert execute.schema_version == "1"
-    assert len(execute.event_id) == 32
+    assert (removed["cell_ids"], removed["cell_indices"]) == ([], [9])
+    assert (scroll["cell_ids"], scroll["cell_indices"]) == (["c1", "c1"], [2, 3])
+    assert execute["schema_version"] == "1"
+    assert len(execute["event_id"]) == 32

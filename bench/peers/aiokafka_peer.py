@@ -27,8 +27,8 @@ async def consume(args: PeerArgs) -> Counts:
                     events = parser.parse(message.value or b"", tp.partition, message.offset)
                     for event in events:
                         counts.add(event)
-                        if event.event_name == EXECUTE:
-                            tracker.notebook(event.user, event.notebook_path or "")
+                        if event["event_name"] == EXECUTE:
+                            tracker.notebook(event["user"], event["notebook_path"] or "")
                     tracker.record(tp.partition, message.offset, len(events))
     finally:
         await consumer.stop()

@@ -71,17 +71,17 @@ def create_app(args: PeerArgs, tracker: Tracker) -> faust.App:
             message = stream.current_event.message
             parsed = parser.parse(value, message.partition, message.offset)
             for event in parsed:
-                user = event.user or ""
+                user = event["user"] or ""
                 minute = window_start(event_time(event), MINUTE_MS)
-                events[f"{user}{SEP}{minute}{SEP}{event.event_name}"] += 1
+                events[f"{user}{SEP}{minute}{SEP}{event['event_name']}"] += 1
                 users[f"{user}{SEP}{minute}"] += 1
-                if event.event_name == EXECUTE:
-                    key = f"{user}{SEP}{event.notebook_path or ''}"
+                if event["event_name"] == EXECUTE:
+                    key = f"{user}{SEP}{event['notebook_path'] or ''}"
                     executions, failed = notebooks.get(key, [0, 0])
-                    notebooks[key] = [executions + 1, failed + (event.success is False)]
-                    if event.success is False:
-                        failures[f"{user}{SEP}{event.error_name or 'unknown'}"] += 1
-                    tracker.notebook(event.user, event.notebook_path or "")
+                    notebooks[key] = [executions + 1, failed + (event["success"] is False)]
+                    if event["success"] is False:
+                        failures[f"{user}{SEP}{event['error_name'] or 'unknown'}"] += 1
+                    tracker.notebook(event["user"], event["notebook_path"] or "")
             if tracker.record(message.partition, message.offset, len(parsed)):
                 finish(result().result())
 

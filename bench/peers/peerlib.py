@@ -33,7 +33,7 @@ from collector.simulate_truth import iso_utc
 from streams.aggregate import MINUTE_MS, event_time, window_start
 from streams.envelope import EnvelopeReader, envelopes
 from streams.parser import LineParser
-from streams.schema import PioneerEvent
+from streams.schema import PioneerEvent, is_event
 from streams.settings import ParserSettings
 
 EXECUTE = "CellExecuteEvent"
@@ -153,7 +153,7 @@ class RecordParser:
         events = []
         for envelope in envelopes(value):
             result = self.parser.parse(*self.reader.read(envelope, partition, offset))
-            if isinstance(result, PioneerEvent):
+            if is_event(result):
                 events.append(result)
         return events
 
@@ -172,11 +172,11 @@ class Counts:
     def add(self, event: PioneerEvent) -> None:
         self.count(
             window_start(event_time(event), MINUTE_MS),
-            event.event_name,
-            event.user or "",
-            event.notebook_path or "",
-            failed=event.success is False,
-            error=event.error_name,
+            event["event_name"],
+            event["user"] or "",
+            event["notebook_path"] or "",
+            failed=event["success"] is False,
+            error=event["error_name"],
         )
 
     def count(self, minute: int, name: str, user: str, path: str, *, failed: bool, error: str | None) -> None:

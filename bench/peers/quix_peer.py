@@ -37,16 +37,16 @@ Window = dict[
 
 
 def add(window: Window, event: PioneerEvent) -> Window:
-    name, user = event.event_name, event.user or ""
+    name, user = event["event_name"], event["user"] or ""
     window["events"][name] = window["events"].get(name, 0) + 1
     if user not in window["users"]:
         window["users"].append(user)
     if name == EXECUTE:
-        stats = window["notebooks"].setdefault(f"{user}{SEP}{event.notebook_path or ''}", [0, 0])
+        stats = window["notebooks"].setdefault(f"{user}{SEP}{event['notebook_path'] or ''}", [0, 0])
         stats[0] += 1
-        if event.success is False:
+        if event["success"] is False:
             stats[1] += 1
-            error = event.error_name or "unknown"
+            error = event["error_name"] or "unknown"
             window["errors"][error] = window["errors"].get(error, 0) + 1
     return window
 
