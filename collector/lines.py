@@ -142,8 +142,9 @@ class LineAssembler:
         return unfinished if pending is None else min(unfinished, pending)
 
     def _take_full_cri_lines(self, buffer: bytearray, position: int, start: int, lines: list[LogLine]) -> int:
-        """The common case in one regex match per line: whole CRI lines while nothing is pending. Stops
-        at the first line that needs `Deframer` (partial, odd, too long) and returns where it stopped."""
+        """The common case, one short match and one `find` per line: whole CRI lines while nothing is
+        pending. Stops at the first line that needs `Deframer` (partial, odd, too long) and returns where
+        it stopped."""
         match_at, find, limit = CRI_FULL_LINE_START.match, buffer.find, self.max_line_bytes
         append, kubernetes, source_id = lines.append, self.kubernetes, self.source_id
         while (match := match_at(buffer, position)) is not None:

@@ -1,8 +1,8 @@
 """Event schema: what jupyterlab-pioneer logs, and the records this project writes to Kafka.
 
 Pydantic is the source of truth for validation and for the published JSON Schemas, but no model tree is
-built on the hot path: the raw envelope is a set of TypedDicts (validation yields plain dicts) and the
-records are dataclasses, both handled through `TypeAdapter`s. The raw types tolerate older and
+built on the hot path: the raw envelope and the event record are TypedDicts (plain dicts), a dead letter
+is a dataclass, all handled through `TypeAdapter`s. The raw types tolerate older and
 newer jupyterlab-pioneer versions (missing cell `type`/`id`, unknown keys) and double as the first privacy
 filter: validated events keep only the keys named here, and no secret-looking key outside content.
 """
