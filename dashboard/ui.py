@@ -261,6 +261,17 @@ def chart(spec: alt.Chart) -> None:
     st.altair_chart(spec, height=charts.element_height(spec))
 
 
+def activity_charts(timeline: list[dict[str, Any]], span: Span, tz: ZoneInfo, names: list[str]) -> None:
+    """Events by name and executions with failures over time, side by side: a user's or a notebook's."""
+    left, right = st.columns(2)
+    with left.container(border=True):
+        st.subheader("Activity", anchor=False)
+        chart(charts.events_chart(model.events_by_name_frame(timeline, tz, names), span.resolution))
+    with right.container(border=True):
+        st.subheader("Executions and failures", anchor=False)
+        chart(charts.executions_chart(model.executions_frame(timeline, tz), span.resolution))
+
+
 def table(
     frame: pd.DataFrame,
     *,
@@ -300,6 +311,14 @@ def bar_column(label: str, frame: pd.DataFrame, column: str, color: str = "#1f77
     return st.column_config.ProgressColumn(
         label, format="%d", min_value=0, max_value=max(top, 1), color=color, width=width
     )
+
+
+def error_columns(errors: pd.DataFrame) -> dict[str, Any]:
+    """Columns of a failures-by-error table."""
+    return {
+        "error": st.column_config.TextColumn("Error", width=150),
+        "failures": bar_column("Failures", errors, "failures", "#d62728", width=110),
+    }
 
 
 def number_column(label: str) -> Any:

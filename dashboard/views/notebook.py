@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import charts, model, ui
+from dashboard import model, ui
 from dashboard.client import ApiError
 
 VIEWS = Path(__file__).parent
@@ -67,23 +67,11 @@ def notebook_page(path: str) -> None:
     with right.container(border=True):
         st.subheader("Failures by error", anchor=False)
         if len(errors):
-            ui.table(
-                errors, key="notebook_errors", file_name="notebook-errors.csv",
-                column_config={
-                "error": st.column_config.TextColumn("Error", width=150),
-                "failures": ui.bar_column("Failures", errors, "failures", "#d62728", width=110),
-            },
-            )  # fmt: skip
+            ui.table(errors, key="notebook_errors", file_name="notebook-errors.csv",
+                     column_config=ui.error_columns(errors))  # fmt: skip
         else:
             st.caption("No failed executions in this range.")
-    timeline = detail["timeline"]
-    left, right = st.columns(2)
-    with left.container(border=True):
-        st.subheader("Activity", anchor=False)
-        ui.chart(charts.events_chart(model.events_by_name_frame(timeline, tz, names), span.resolution))
-    with right.container(border=True):
-        st.subheader("Executions and failures", anchor=False)
-        ui.chart(charts.executions_chart(model.executions_frame(timeline, tz), span.resolution))
+    ui.activity_charts(detail["timeline"], span, tz, names)
 
 
 if notebook:

@@ -109,13 +109,7 @@ def tables_section(top_users: list[dict], top_notebooks: list[dict], top_errors:
     with right.container(border=True):
         st.subheader("Top errors", anchor=False)
         st.caption("Failed cell executions by error name.")
-        ui.table(
-            errors, key="top_errors", file_name="top-errors.csv",
-            column_config={
-                "error": st.column_config.TextColumn("Error", width=150),
-                "failures": ui.bar_column("Failures", errors, "failures", "#d62728", width=110),
-            },
-        )  # fmt: skip
+        ui.table(errors, key="top_errors", file_name="top-errors.csv", column_config=ui.error_columns(errors))
     with st.container(border=True):
         st.subheader("Top notebooks", anchor=False)
         st.caption("A notebook is one user's file. Select a row to see everyone working on that path.")

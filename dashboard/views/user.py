@@ -46,14 +46,7 @@ def user_page(user: str) -> None:
     tiles = model.user_kpis(detail, span, tz, names)
     ui.kpi_row(tiles, span, model.drilldown_sparklines(tiles, detail["timeline"], names))
 
-    timeline = detail["timeline"]
-    left, right = st.columns(2)
-    with left.container(border=True):
-        st.subheader("Activity", anchor=False)
-        ui.chart(charts.events_chart(model.events_by_name_frame(timeline, tz, names), span.resolution))
-    with right.container(border=True):
-        st.subheader("Executions and failures", anchor=False)
-        ui.chart(charts.executions_chart(model.executions_frame(timeline, tz), span.resolution))
+    ui.activity_charts(detail["timeline"], span, tz, names)
 
     notebooks = model.user_notebooks_frame(detail, names)
     errors = model.errors_frame(model.user_failures_by_error(detail))
