@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 
 from collector.service import StdinSource, run_collector
 from collector.settings import CollectorSettings
-from collector.simulate import SimulatorSettings, run
+from collector.simulate import Exporter, SimulatorSettings, run
 from collector.simulate_output import FileSink, KafkaSink, Sink, StreamSink
 from pioneer_telemetry.config import KafkaSettings
 from streams.framing import Framing
@@ -37,6 +37,10 @@ def simulate(
     events: Annotated[int | None, typer.Option(help="Stop after this many pioneer events.")] = None,
     log_format: Annotated[str | None, typer.Option(help="Nebari's jupyterlab_pioneer log_format.")] = None,
     framing: Annotated[Framing | None, typer.Option(help="How the container runtime stores lines.")] = None,
+    exporter: Annotated[
+        Exporter | None,
+        typer.Option(help="logging (Nebari's, with log_format) or command_line (dict reprs, printed)."),
+    ] = None,
     clock_skew_ms: Annotated[int | None, typer.Option(help="Largest browser clock offset, ms.")] = None,
     office_hours: Annotated[
         bool | None, typer.Option("--office-hours/--no-office-hours", help="Weight activity by time of day.")
@@ -66,6 +70,7 @@ def simulate(
         "events": events,
         "log_format": log_format,
         "framing": framing,
+        "exporter": exporter,
         "clock_skew_ms": clock_skew_ms,
         "office_hours": office_hours,
     }

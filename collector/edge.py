@@ -8,10 +8,11 @@ from typing import Any
 
 import orjson
 
-from streams.logformat import find_event_start
+from streams.parser import locate_event
 from streams.privacy import PrivacyPolicy, mentions_secret_word, redact_event, scrub_text
 
 EVENT_MARKER = "eventDetail"
+MAX_LOG_CHARS = 256 * 1024  # a longer line is shrunk (its content dropped), then cut: Kafka's limit is near
 # At the edge only secrets go: user content stays for the parser, which drops it unless capture is on.
 EDGE_POLICY = PrivacyPolicy(capture_content=True)
 CONTENT_FREE_POLICY = PrivacyPolicy(capture_content=False)
@@ -22,11 +23,23 @@ def may_be_event(log: str) -> bool:
     return EVENT_MARKER in log
 
 
+def edge_line(log: str, max_chars: int) -> tuple[str, int | None]:
+    """What of a line leaves the node: redacted, shrunk when oversized, and cut as a last resort (Kafka
+    would refuse it; the parser dead-letters it), with the length it was cut from."""
+    text = redact_line(log)
+    if len(text) > max_chars:
+        text = shrink_line(text)
+    if len(text) > max_chars:
+        return text[:max_chars], len(text)
+    return text, None
+
+
 def redact_line(log: str) -> str:
     """The line with secret-looking keys and the non-allowlisted environment removed from its event.
 
-    Only lines that mention `environ` or a secret-looking key pay for a decode; an event that does not
-    decode (truncated, dict repr) is scrubbed as text instead, so nothing secret passes either way.
+    Only lines that mention `environ` or a secret-looking key pay for a decode. JSON and dict reprs
+    (`command_line_exporter`) are decoded as the parser decodes them; a line that does not decode
+    (truncated) is scrubbed as text instead, so nothing secret passes either way.
     """
     if "environ" not in log and not mentions_secret_word(log):
         return log
@@ -40,16 +53,14 @@ def shrink_line(log: str) -> str:
 
 
 def _rewrite_event(log: str, policy: PrivacyPolicy) -> str:
-    start = find_event_start(log.encode())  # byte offset == char offset: event lines are ASCII JSON
-    if start < 0 or not log.isascii():
+    """The line with its event redacted and written back as JSON, at the same place (the prefix and
+    any text after the event are kept), so it parses exactly as the original would. An event that does
+    not decode is scrubbed as text: the parser could not count it either."""
+    located = locate_event(log)
+    if located is None:
         return scrub_text(log)
-    try:
-        event = orjson.loads(log[start:])
-    except orjson.JSONDecodeError:
-        return scrub_text(log)
-    if not isinstance(event, dict):
-        return scrub_text(log)
-    return log[:start] + orjson.dumps(redact_event(event, policy)).decode()
+    start, end, event = located
+    return log[:start] + orjson.dumps(redact_event(event, policy)).decode() + log[end:]
 
 
 class PodFilter:

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from collector.edge import PodFilter, may_be_event, redact_line, shrink_line
+from collector.edge import MAX_LOG_CHARS, PodFilter, edge_line, may_be_event
 from collector.lines import LogLine
 from collector.metrics import COLLECTOR_METRICS as METRICS
 from pioneer_telemetry.batches import build_batches
@@ -71,7 +71,7 @@ class KafkaSink:
         record_bytes: int = 128 * 1024,
         linger_s: float = 0.05,
         buffer_bytes: int = 16 * 1024 * 1024,
-        max_log_chars: int = 256 * 1024,
+        max_log_chars: int = MAX_LOG_CHARS,
     ) -> None:
         self.producer = producer
         self.topic = topic
@@ -161,12 +161,9 @@ class KafkaSink:
         return self._unacked_bytes
 
     def _encode(self, line: LogLine) -> tuple[bytes, bytes]:
-        text = redact_line(line.log)
-        if len(text) > self.max_log_chars:
-            text = shrink_line(text)
-        if len(text) > self.max_log_chars:  # Kafka would refuse the message; the parser dead-letters it
-            line.extra["truncated_from"] = len(text)
-            text = text[: self.max_log_chars]
+        text, truncated_from = edge_line(line.log, self.max_log_chars)
+        if truncated_from is not None:
+            line.extra["truncated_from"] = truncated_from
         envelope = {
             "log": text,
             "stream": line.stream,

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
@@ -79,6 +80,13 @@ _HOURLY_PRESENCE = (
 _WEEKEND_PRESENCE = 0.2
 
 
+class Exporter(StrEnum):
+    """How jupyterlab-pioneer writes events into the pod log."""
+
+    LOGGING = "logging"  # Nebari's: logger.info(json.dumps(event)) under `log_format`, on stderr
+    COMMAND_LINE = "command_line"  # the built-in command_line_exporter: print(event), a dict repr
+
+
 class SimulatorSettings(ComponentSettings):
     """Who is simulated, for how long, how fast, and how their pods' logs look (`PIONEER_SIMULATOR_*`)."""
 
@@ -99,6 +107,11 @@ class SimulatorSettings(ComponentSettings):
         default=DEFAULT_LOG_FORMAT, description="Nebari's `jupyterlab_pioneer.log_format`."
     )
     framing: Framing = Field(default=Framing.CRI, description="How the container runtime stores lines.")
+    exporter: Exporter = Field(
+        default=Exporter.LOGGING,
+        description="Nebari's logging exporter (`log_format`), or jupyterlab-pioneer's command_line_exporter "
+        "(each event's dict repr, printed: timed by the container runtime only).",
+    )
     clock_skew_ms: int = Field(
         default=300, ge=0, description="Largest browser clock offset from the server's."
     )
@@ -117,6 +130,12 @@ class SimulatorSettings(ComponentSettings):
     def _one_pace(self) -> SimulatorSettings:
         if self.realtime and self.rate:
             raise ValueError("realtime and rate are two ways of pacing: choose one")
+        return self
+
+    @model_validator(mode="after")
+    def _timed(self) -> SimulatorSettings:
+        if self.exporter == Exporter.COMMAND_LINE and self.framing == Framing.PLAIN:
+            raise ValueError("command_line_exporter lines carry no time: frame them as cri or docker")
         return self
 
     @field_validator("log_format")
@@ -138,9 +157,10 @@ class Event(NamedTuple):
 
 
 class LogLine(NamedTuple):
-    """One line a user pod writes to stderr."""
+    """One line a user pod writes."""
 
-    ms: int  # the server clock when it was logged (the line's asctime), ms since the epoch
+    ms: int  # the line's time as the pipeline reads it, ms since the epoch: the server clock when it was
+    #          logged (its asctime), or, for a command_line_exporter line, when the runtime read it
     ns: int  # when the container runtime read it (CRI/docker timestamp), ns since the epoch
     pod: Pod
     text: str
@@ -383,6 +403,7 @@ class _User:
         self.clipboard = ""
         self.kernels_connected = 0
         self.formatter = _UTCFormatter(settings.log_format)
+        self.command_line = settings.exporter == Exporter.COMMAND_LINE
         self.record = logging.LogRecord(
             EXPORTER_LOGGER, logging.INFO, EXPORTER_FILE, EXPORTER_LINE, "", (), None, EXPORTER_FUNCTION
         )
@@ -394,13 +415,14 @@ class _User:
 
     # -- lines ----------------------------------------------------------------------------------------------
 
-    def _line(self, text: str, event: Event | None = None) -> LogLine:
+    def _line(self, text: str, event: Event | None = None, *, untimed: bool = False) -> LogLine:
+        """`untimed`: the text carries no time of its own, so the runtime's timestamp is the line's."""
         # The runtime reads the line 0.05-1.5 ms after it is logged, in order.
         ns = self.now * 1_000_000 + 50_000 + int(self.rng.random() * 1_450_000)
         if ns <= self.last_ns:
             ns = self.last_ns + 1
         self.last_ns = ns
-        return LogLine(self.now, ns, self.pod, text, event)
+        return LogLine(ns // 1_000_000 if untimed else self.now, ns, self.pod, text, event)
 
     def _event(
         self, nb: _Notebook, name: str, info: object, error: str | None = None, event_time: int | None = None
@@ -426,6 +448,8 @@ class _User:
             f'{{"eventDetail": {{"eventName": "{name}", "eventTime": {event_time}, "eventInfo": {info}}}, '
             f'"notebookState": {nb.state}}}'
         )
+        if self.command_line:  # print(data): the event dict's repr
+            return self._line(repr(json.loads(record.msg)), nb.event(name, error), untimed=True)
         return self._line(self.formatter.format(record), nb.event(name, error))
 
     def _server(self, log: ServerLog) -> Iterator[LogLine]:

@@ -132,6 +132,30 @@ def find_event_start(line: bytes) -> int:
     return min(starts, default=-1)
 
 
+def object_end(text: str, start: int) -> int:
+    """Index just past the JSON object or Python dict repr opening at `start`, honouring quoted strings
+    of either quote; len(text) if it is never closed (a truncated line)."""
+    depth, quote, escaped = 0, "", False
+    for i in range(start, len(text)):
+        char = text[i]
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return len(text)
+
+
 def log_format_from_nebari_config(path: Path) -> str | None:
     """`telemetry.jupyterlab_pioneer.log_format` of a nebari-config.yml, or None when it is not set."""
     config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from streams.framing import read_lines, rfc3339_to_ms
 from streams.identity import PodMeta
-from streams.logformat import compile_log_format, find_event_start, prefix_time_ms
+from streams.logformat import compile_log_format, find_event_start, object_end, prefix_time_ms
 from streams.privacy import pseudonymize, redact_info, scrub_secret_keys, scrub_text
 from streams.schema import (
     ENVELOPE_ADAPTER,
@@ -83,6 +83,33 @@ def _decode_repr(message: bytes) -> Any:
         return orjson.loads(orjson.dumps(value))
     except orjson.JSONEncodeError as exc:
         raise _Rejected(DeadLetterReason.SCHEMA_VIOLATION, f"not JSON-compatible: {exc}") from None
+
+
+def _decode_message(message: bytes) -> Any:
+    """An event object as pioneer's exporters write it: JSON, or `command_line_exporter`'s dict repr."""
+    return _decode_repr(message) if message.startswith(b"{'") else _decode_json(message)
+
+
+def locate_event(line: str) -> tuple[int, int, dict[str, Any]] | None:
+    """The first event object of a line, wherever the log format put it: where it starts and ends, and
+    its value decoded as the parser decodes it; None when there is none that decodes (truncated, say).
+
+    For the collector's edge redaction, which does not know the log format: an event it rewrites must
+    parse exactly as the original line would.
+    """
+    starts = [start for start in (line.find('{"eventDetail"'), line.find("{'eventDetail'")) if start >= 0]
+    if not starts:
+        return None
+    start = min(starts)
+    try:  # the message ends the line in most log formats: no scan for the object's end
+        end, value = len(line), _decode_message(line[start:].encode("utf-8", "surrogatepass"))
+    except _Rejected:
+        end = object_end(line, start)
+        try:
+            value = _decode_message(line[start:end].encode("utf-8", "surrogatepass"))
+        except _Rejected:
+            return None
+    return (start, end, value) if isinstance(value, dict) else None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -172,7 +199,7 @@ class LineParser:
             log_time_ms = rfc3339_to_ms(runtime_time)
 
         message = line[start:end]
-        raw = _decode_repr(message) if message.startswith(b"{'") else _decode_json(message)
+        raw = _decode_message(message)
         try:
             event = ENVELOPE_ADAPTER.validate_python(raw)
         except ValidationError as exc:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from streams.logformat import object_end
+
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH", "COOKIE", "PRIVATE")
 SECRET_KEY = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
 # What `mentions_secret_word` scans for: every secret word contains one of these ("passw" stands for
@@ -132,29 +134,6 @@ _PAIR = re.compile(
 _ENVIRON_KEY = re.compile(r"""(["'])environ\1\s*:\s*\{""")
 
 
-def _object_end(text: str, start: int) -> int:
-    """Index just past the object opening at `start`, honouring quoted strings; len(text) if unclosed."""
-    depth, quote, escaped = 0, "", False
-    for i in range(start, len(text)):
-        char = text[i]
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return len(text)
-
-
 def scrub_text(text: str) -> str:
     """Scrub a raw (possibly malformed or truncated) event line for a dead letter: every `environ`
     object is replaced whole, and any secret-looking key's value is masked."""
@@ -163,7 +142,7 @@ def scrub_text(text: str) -> str:
     while match := _ENVIRON_KEY.search(text, pos):
         brace = match.end() - 1
         parts += [text[pos:brace], f'"{REDACTED}"']
-        pos = _object_end(text, brace)
+        pos = object_end(text, brace)
     parts.append(text[pos:])
     return _PAIR.sub(_mask_secret_value, "".join(parts))
 
