@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test lint format deploy-check bench clean
+.PHONY: install up test test-clock lint format deploy-check bench clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,15 @@ up: install
 
 test: install
 	$(BIN)/pytest
+
+# the clock guard: the tests whose code reads the wall clock, with every process's clock moved 30 and
+# 400 days ahead (tests/timeshift); a test that depends on the day it runs fails here first
+CLOCK_TESTS ?= tests/test_api.py tests/test_dashboard.py tests/test_worker.py
+test-clock: install
+	for days in 30 400; do \
+	  echo "--- clock moved $$days days ahead"; \
+	  CLOCK_SHIFT_DAYS=$$days PYTHONPATH=tests/timeshift $(BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestAssertRewriteWarning $(CLOCK_TESTS) || exit 1; \
+	done
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,7 +18,6 @@ from dashboard.client import Span
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
-MINUTE_RETENTION_MS = DAY_MS  # the worker keeps minute windows 24 h, hour windows 7 days
 STALE_S = 120.0  # no event processed for this long: "quiet" or "broken", not "live"
 
 RANGES: dict[str, tuple[str, int | None]] = {
@@ -92,31 +91,36 @@ def to_ms(wall: datetime, tz: ZoneInfo) -> int:
     return int(aware.timestamp() * 1000)
 
 
-def resolution_for(from_ms: int, to_ms: int, now_ms: int) -> str:
-    """Minutes for short recent ranges, hours beyond 6 h or before the minute windows' 24 h retention."""
+def resolution_for(from_ms: int, to_ms: int, minutes_held_from: int | None) -> str:
+    """Minutes for ranges of up to 6 h that the worker's minute windows still hold, hours otherwise.
+
+    What the worker holds follows stream time (`held_from_ms` in its health), not the wall clock: a
+    backfilled or quiet platform still has last week's minutes. None: nothing held yet, no limit known.
+    """
     short = to_ms - from_ms <= 6 * HOUR_MS
-    return "minute" if short and from_ms >= now_ms - MINUTE_RETENTION_MS else "hour"
+    held = minutes_held_from is None or from_ms >= minutes_held_from
+    return "minute" if short and held else "hour"
 
 
-def relative_span(key: str, now_ms: int) -> Span:
-    """The last 15 min/hour/24 h/7 days, aligned to whole windows: the current (partial) window is the
-    last one, and the previous period of the same length is whole windows too."""
+def relative_span(key: str, now_ms: int, minutes_held_from: int | None) -> Span:
+    """The last 15 min/hour/24 h/7 days of the wall clock, aligned to whole windows: the current
+    (partial) window is the last one, and the previous period of the same length is whole windows too."""
     length = RANGES[key][1]
     if length is None:
         raise ValueError(f"{key!r} is not a relative range")
-    resolution = resolution_for(now_ms - length, now_ms, now_ms)
+    resolution = resolution_for(now_ms - length, now_ms, minutes_held_from)
     size = MINUTE_MS if resolution == "minute" else HOUR_MS
     end = (now_ms // size + 1) * size
     return Span(end - length, end, resolution)
 
 
-def custom_span(start: datetime, end: datetime, tz: ZoneInfo, now_ms: int) -> Span:
+def custom_span(start: datetime, end: datetime, tz: ZoneInfo, minutes_held_from: int | None) -> Span:
     from_ms, to_ms_ = to_ms(start, tz), to_ms(end, tz)
     if from_ms >= to_ms_:
         raise ValueError("the start of the range must be before its end")
     if to_ms_ - from_ms > 7 * DAY_MS:
         raise ValueError("the worker keeps 7 days of hour windows: choose at most 7 days")
-    return Span(from_ms, to_ms_, resolution_for(from_ms, to_ms_, now_ms))
+    return Span(from_ms, to_ms_, resolution_for(from_ms, to_ms_, minutes_held_from))
 
 
 def describe_span(span: Span, tz: ZoneInfo) -> str:

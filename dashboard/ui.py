@@ -51,6 +51,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@st.cache_data(ttl=timedelta(seconds=5), show_spinner=False)
+def _minutes_held_from(api_url: str, timeout_s: float) -> int | None:
+    try:
+        return Api(api_url, timeout_s).health().get("held_from_ms", {}).get("minute")
+    except ApiError:
+        return None  # the page's own requests say what is wrong
+
+
+def minutes_held_from() -> int | None:
+    """The oldest minute window the worker still holds (by stream time): ranges from there on are shown
+    by the minute."""
+    return _minutes_held_from(settings().api_url, settings().timeout_s)
+
+
 # -- filters (query parameters: every widget is bound to one, so a URL shares the view) ----------------
 
 FILTER_KEYS = ("range", "from", "to", "namespace", "event")  # the widgets' keys, the URL's parameters
@@ -61,7 +75,7 @@ def _prefill_custom_range() -> None:
     if st.session_state.get("range") != "custom" or st.session_state.get("from"):
         return
     previous = st.session_state.get("_last_relative", model.DEFAULT_RANGE)
-    span = model.relative_span(previous, now_ms())
+    span = model.relative_span(previous, now_ms(), minutes_held_from())
     tz = viewer_zone()
     st.session_state["from"] = model.local_time(span.from_ms, tz)
     st.session_state["to"] = model.local_time(span.to_ms, tz)
@@ -141,12 +155,12 @@ def _span() -> Span | str:
     """The chosen range, or why there is none (custom range incomplete or invalid)."""
     choice = st.session_state.get("range") or model.DEFAULT_RANGE
     if choice != "custom":
-        return model.relative_span(choice, now_ms())
+        return model.relative_span(choice, now_ms(), minutes_held_from())
     start, end = st.session_state.get("from"), st.session_state.get("to")
     if start is None or end is None:
         return "Choose the start and the end of the custom range in the sidebar."
     try:
-        return model.custom_span(start, end, viewer_zone(), now_ms())
+        return model.custom_span(start, end, viewer_zone(), minutes_held_from())
     except ValueError as error:
         return f"Invalid range: {error}."
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 API = "/api/v1"
 MAX_WINDOWS = 24 * 60 * 8  # a request may span at most this many windows (8 days of minutes)
+MINUTE_RANGE_MS = 24 * HOUR_MS  # without `resolution`, longer ranges are answered by the hour
 
 
 class BadRequest(ValueError):
@@ -52,25 +53,18 @@ def _int(request: Request, name: str, default: int) -> int:
 
 
 class TimeRange:
-    """[from_ms, to_ms) at minute or hour resolution (default: minutes up to 24 h, hours beyond)."""
+    """[from_ms, to_ms) of event time at minute or hour resolution."""
 
-    def __init__(self, from_ms: int, to_ms: int, resolution: str | None = None) -> None:
+    def __init__(self, from_ms: int, to_ms: int, resolution: str) -> None:
         if from_ms >= to_ms:
             raise BadRequest("from_ms must be before to_ms")
-        self.from_ms, self.to_ms = from_ms, to_ms
-        resolution = resolution or ("minute" if self.span_ms <= 24 * HOUR_MS else "hour")
         if resolution not in ("minute", "hour"):
             raise BadRequest("resolution is 'minute' or 'hour'")
+        self.from_ms, self.to_ms = from_ms, to_ms
         self.resolution = resolution
         self.size_ms = MINUTE_MS if resolution == "minute" else HOUR_MS
         if self.span_ms // self.size_ms > MAX_WINDOWS:
             raise BadRequest(f"range too long for {resolution} resolution")
-
-    @classmethod
-    def from_request(cls, request: Request) -> TimeRange:
-        """`from_ms`/`to_ms` query parameters; by default the last hour."""
-        to_ms = _int(request, "to_ms", int(time.time() * 1000))
-        return cls(_int(request, "from_ms", to_ms - HOUR_MS), to_ms, request.query.get("resolution") or None)
 
     @property
     def span_ms(self) -> int:
@@ -88,6 +82,13 @@ class TimeRange:
         return {"from_ms": str(self.from_ms), "to_ms": str(self.to_ms), "resolution": self.resolution}
 
 
+def finest_resolution(from_ms: int, to_ms: int, minutes_held_from: int | None) -> str:
+    """Minutes for a range of up to 24 h that the minute windows still hold (by stream time, whatever
+    the wall clock says), hours otherwise."""
+    held = minutes_held_from is None or from_ms >= minutes_held_from
+    return "minute" if held and to_ms - from_ms <= MINUTE_RANGE_MS else "hour"
+
+
 def _namespace(request: Request) -> str | None:
     """The `namespace` filter; absent or empty: every namespace."""
     return request.query.get("namespace") or None
@@ -99,6 +100,19 @@ class ReadApi:
     def __init__(self, app: faust.App, pipeline: Pipeline) -> None:
         self.app = app
         self.pipeline = pipeline
+
+    async def span(self, request: Request) -> TimeRange:
+        """The request's `from_ms`/`to_ms` (by default the last hour of the wall clock) and `resolution`
+        (by default the finest the cluster holds for the range)."""
+        to_ms = _int(request, "to_ms", int(time.time() * 1000))
+        from_ms = _int(request, "from_ms", to_ms - HOUR_MS)
+        resolution = request.query.get("resolution")
+        if not resolution:
+            if from_ms >= to_ms:
+                raise BadRequest("from_ms must be before to_ms")
+            held = cluster_held_from(await self.cluster_health())
+            resolution = finest_resolution(from_ms, to_ms, held["minute"])
+        return TimeRange(from_ms, to_ms, resolution)
 
     # -- this worker's partials ---------------------------------------------------------------------
 
@@ -121,6 +135,7 @@ class ReadApi:
         partitions = {}
         for partition in self.local_partitions():
             state = self.pipeline.partitions.get(partition)
+            stream_time = state.stream_time if state else self.pipeline.stored_stream_time(partition)
             tp = next(
                 tp
                 for tp in self.app.assignor.assigned_actives()
@@ -135,7 +150,8 @@ class ReadApi:
                 "highwater": highwater,
                 "processed": processed,
                 "lag": None if highwater is None or processed is None else max(highwater - processed, 0),
-                "stream_time_ms": state.stream_time if state else None,
+                "stream_time_ms": stream_time or None,
+                "held_from_ms": self.pipeline.held_from(stream_time) if stream_time else None,
                 "last_event_at": state.last_event_at if state else None,
             }
         return {
@@ -181,6 +197,17 @@ class ReadApi:
     async def cluster_health(self) -> list[dict[str, Any]]:
         answers = await asyncio.gather(*(self._fetch(url, "health", {}) for url in self.workers()))
         return [await self.local_health()] + [a for a in answers if a is not None]
+
+
+def cluster_held_from(workers: list[dict[str, Any]]) -> dict[str, int | None]:
+    """The oldest minute and hour window that every partition with data still holds (None: no data)."""
+    floors = [
+        info["held_from_ms"]
+        for worker in workers
+        for info in worker["partitions"].values()
+        if info.get("held_from_ms")
+    ]
+    return {size: max((floor[size] for floor in floors), default=None) for size in ("minute", "hour")}
 
 
 def _total(windows: dict[int, Window]) -> Window:
@@ -389,7 +416,7 @@ def register_api(app: faust.App, pipeline: Pipeline) -> None:
         return view
 
     async def local_windows(request: Request) -> Any:
-        span = TimeRange.from_request(request)
+        span = await api.span(request)
         windows = api.local_windows(span.resolution, span.starts())
         return {"windows": {str(start): window for start, window in windows.items()}}
 
@@ -397,17 +424,17 @@ def register_api(app: faust.App, pipeline: Pipeline) -> None:
         return await api.local_health()
 
     async def get_overview(request: Request) -> Any:
-        span = TimeRange.from_request(request)
+        span = await api.span(request)
         return overview(span, *await api.with_previous(span), _namespace(request))
 
     async def get_timeseries(request: Request) -> Any:
-        span = TimeRange.from_request(request)
+        span = await api.span(request)
         windows = await api.cluster_windows(span)
         query = request.query
         return timeseries(span, windows, query.get("user"), query.get("notebook"), _namespace(request))
 
     async def get_top(request: Request) -> Any:
-        span = TimeRange.from_request(request)
+        span = await api.span(request)
         dimension = request.query.get("dimension", "users")
         windows = await api.cluster_windows(span)
         return {
@@ -416,15 +443,15 @@ def register_api(app: faust.App, pipeline: Pipeline) -> None:
         }
 
     async def get_namespaces(request: Request) -> Any:
-        span = TimeRange.from_request(request)
+        span = await api.span(request)
         return {"namespaces": namespaces(await api.cluster_windows(span))}
 
     async def get_user(request: Request, user: str) -> Any:
-        span = TimeRange.from_request(request)
+        span = await api.span(request)
         return user_detail(span, *await api.with_previous(span), user, _namespace(request))
 
     async def get_notebook(request: Request) -> Any:
-        span = TimeRange.from_request(request)
+        span = await api.span(request)
         path = request.query.get("path")
         if not path:
             raise BadRequest("path is required")
@@ -432,7 +459,7 @@ def register_api(app: faust.App, pipeline: Pipeline) -> None:
 
     async def get_health(request: Request) -> Any:
         now = int(time.time() * 1000)
-        span = TimeRange(now - 24 * HOUR_MS, now)
+        span = TimeRange(now - 24 * HOUR_MS, now, "minute")  # the wall clock's last day: see docs/api.md
         workers = await api.cluster_health()
         totals = summary(_total(await api.cluster_windows(span)))
         partitions = {p: info for worker in workers for p, info in worker["partitions"].items()}
@@ -442,6 +469,7 @@ def register_api(app: faust.App, pipeline: Pipeline) -> None:
             "partitions": partitions,
             "lag": sum(info["lag"] or 0 for info in partitions.values()),
             "last_event_at": last_event or None,
+            "held_from_ms": cluster_held_from(workers),
             "last_24h": {key: totals[key] for key in ("events", "late", "duplicates", "dead_letters")},
             "crashes": {worker["worker"]: worker["last_crash"] for worker in workers if worker["last_crash"]},
         }

@@ -93,6 +93,10 @@ def _acting_for(event: EventT) -> Iterator[None]:
         _current_event.reset(token)
 
 
+def _window_ceil(time_ms: int, size_ms: int) -> int:
+    return -(-time_ms // size_ms) * size_ms
+
+
 def window_key(partition: int, start: int) -> bytes:
     return f"{partition}|{start}".encode()
 
@@ -116,10 +120,30 @@ class Pipeline:
         self.hours = app.Table(HOURS, key_type=bytes, value_type=bytes, partitions=topics.partitions)
         self.sources = app.Table(SOURCES, key_type=bytes, value_type=bytes, partitions=topics.partitions)
         self.topics = topics
-        self.partitions: dict[int, PartitionState] = defaultdict(PartitionState)
+        self.partitions: dict[int, PartitionState] = {}
         self.envelopes = EnvelopeReader(topics.raw)
         self.last_crash: str | None = None  # the agent's last crash, for the health endpoint
         self.outbox = Outbox(app)
+
+    def state(self, partition: int) -> PartitionState:
+        """The partition's state; a partition new to this process resumes its stream time from the
+        sources table, so retention and late events are judged as before a restart."""
+        state = self.partitions.get(partition)
+        if state is None:
+            state = self.partitions[partition] = PartitionState(self.stored_stream_time(partition) or 0)
+        return state
+
+    def stored_stream_time(self, partition: int) -> int | None:
+        """The highest event time the partition's sources counted (their watermarks), None before any."""
+        prefix = f"{partition}|".encode()
+        marks = [orjson.loads(value)["wm"] for key, value in self.sources.items() if key.startswith(prefix)]
+        return max(marks, default=0) or None
+
+    def held_from(self, stream_time: int) -> dict[str, int]:
+        """The oldest minute and hour window a partition at this stream time still holds."""
+        minute_floor = stream_time - int(self.settings.minute_retention_h * HOUR_MS)
+        hour_floor = stream_time - int(self.settings.hour_retention_days * 24 * HOUR_MS)
+        return {"minute": _window_ceil(minute_floor, MINUTE_MS), "hour": _window_ceil(hour_floor, HOUR_MS)}
 
     async def process(self, events: list[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -131,7 +155,7 @@ class Pipeline:
             await self.outbox.send()  # per partition: a batch of 100k lines would hold 50 MB of events
 
     def _process_partition(self, partition: int, events: list[EventT]) -> None:
-        state = self.partitions[partition]
+        state = self.state(partition)
         batch = _PartitionBatch(self, partition, state)
         read, parse, add, publish = self.envelopes.read, self.parser.parse, batch.add, self.outbox.add
         events_topic = self.topics.events if self.settings.publish_events else None
@@ -203,11 +227,8 @@ class Pipeline:
         if now - state.last_expiry < 60:
             return
         state.last_expiry = now
-        limits = (
-            (self.minutes, state.stream_time - int(self.settings.minute_retention_h * HOUR_MS)),
-            (self.hours, state.stream_time - int(self.settings.hour_retention_days * 24 * HOUR_MS)),
-        )
-        for table, oldest in limits:
+        held = self.held_from(state.stream_time)
+        for table, oldest in ((self.minutes, held["minute"]), (self.hours, held["hour"])):
             for key in [
                 k for k in table if parse_window_key(k)[0] == partition and parse_window_key(k)[1] < oldest
             ]:

@@ -4,7 +4,11 @@ counted simulated users in two namespaces."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -21,6 +25,24 @@ from tests.helpers import (
     worker_env,
 )
 from tests.simulated import MINUTES, NAMESPACES, START_MS, Simulated, simulate
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clock_guard() -> None:
+    """Under `make test-clock` (tests/timeshift): the moved clock is in effect in this process and in the
+    processes the tests start, or the guard would pass without guarding anything."""
+    days = os.environ.get("CLOCK_SHIFT_DAYS")
+    if not days:
+        return
+    import time_machine  # noqa: PLC0415 (a dev dependency only the guard needs)
+
+    shift_s = float(days) * 86_400
+    real = time_machine.escape_hatch.time.time()
+    assert abs(time.time() - real - shift_s) < 60, "the clock guard's shift is not in effect in pytest"
+    child = subprocess.run(
+        [sys.executable, "-c", "import time; print(time.time())"], capture_output=True, text=True, check=True
+    )
+    assert abs(float(child.stdout) - real - shift_s) < 60, "the clock guard's shift is not inherited"
 
 
 @pytest.fixture(scope="session")

@@ -15,14 +15,17 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from collector.simulate import Simulation, SimulatorSettings
+from tests.clock import epoch_ms, iso, recent_hour
 
-START = "2026-11-26T09:00:00Z"
-START_MS = int(datetime.fromisoformat(START.replace("Z", "+00:00")).timestamp() * 1000)
+# Three days back, older than the wall clock's last 24 h: the worker still holds these minutes (its
+# retention follows stream time), so the API and the pages must offer them by the minute.
+_START = recent_hour(72)
+START = iso(_START)
+START_MS = epoch_ms(_START)
 MINUTES = 6
 NAMESPACES = {"dev": (4, 7), "research": (3, 8)}  # namespace -> (users, seed)
 EXECUTE = "CellExecuteEvent"

@@ -17,6 +17,7 @@ from tests.simulated import MINUTES, NAMESPACES, START_MS, Simulated, counts, di
 
 T0 = START_MS
 MINUTE = 60_000
+HOUR = 60 * MINUTE
 WHOLE = {"from_ms": START_MS, "to_ms": START_MS + MINUTES * MINUTE}
 
 
@@ -66,7 +67,7 @@ def test_a_window_counts_each_namespace_apart_and_partials_merge_by_sum() -> Non
         {"namespace": "dev", "events": 3, "active_users": 2},
         {"namespace": "research", "events": 1, "active_users": 1},
     ]
-    span = TimeRange(T0, T0 + MINUTE)
+    span = TimeRange(T0, T0 + MINUTE, "minute")
     alice = {"events": 1, "events_by_name": {"CellExecuteEvent": 1}, "active_sessions": 1, "failures": 1,
              "sessions": ["s2"]}  # fmt: skip
     detail = user_detail(span, {T0: merged}, {}, "alice", "research")
@@ -93,7 +94,7 @@ def test_windows_stored_before_namespaces_are_still_read_and_updated() -> None:
                "failures": 1, "late": 1, "dead_letters": 2}  # fmt: skip
     check(summary(old), numbers)
     assert namespaces({T0: old}) == [{"namespace": None, "events": 3, "active_users": 1}]
-    zoe = user_detail(TimeRange(T0, T0 + MINUTE), {T0: old}, {}, "zoe", None)
+    zoe = user_detail(TimeRange(T0, T0 + MINUTE, "minute"), {T0: old}, {}, "zoe", None)
     assert (zoe["events"], zoe["sessions"], zoe["active_minutes"]) == (3, ["s-old"], 1)
     assert zoe["events_by_name"] == {}  # not broken down by name then
 
@@ -105,6 +106,30 @@ def test_windows_stored_before_namespaces_are_still_read_and_updated() -> None:
 
 
 # -- against a real worker ---------------------------------------------------------------------------
+
+
+@pytest.mark.kafka
+def test_without_a_resolution_the_api_answers_by_the_minute_wherever_the_worker_holds_minutes(
+    namespaced: tuple[WorkerProcess, Simulated],
+) -> None:
+    """What the worker holds follows stream time: the simulated minutes are three days old by the wall
+    clock and still held."""
+    worker, _ = namespaced
+    health = worker.get("health")
+    stream_time = max(info["stream_time_ms"] or 0 for info in health["partitions"].values())
+    assert START_MS < stream_time <= START_MS + MINUTES * MINUTE
+    held = health["held_from_ms"]
+    assert held["minute"] == -(-(stream_time - 24 * HOUR) // MINUTE) * MINUTE
+    assert held["hour"] == -(-(stream_time - 7 * 24 * HOUR) // HOUR) * HOUR
+    assert worker.get("timeseries", **WHOLE)["resolution"] == "minute"
+    day = {"from_ms": START_MS, "to_ms": START_MS + 24 * HOUR}
+    assert worker.get("timeseries", **day)["resolution"] == "minute"
+    longer = {"from_ms": START_MS, "to_ms": START_MS + 25 * HOUR}
+    assert worker.get("timeseries", **longer)["resolution"] == "hour"
+    expired = {"from_ms": held["minute"] - MINUTE, "to_ms": held["minute"] + HOUR}
+    assert worker.get("timeseries", **expired)["resolution"] == "hour"
+    minutes = worker.get("timeseries", resolution="minute", **expired)  # asked for: answered as asked
+    assert (minutes["resolution"], len(minutes["points"])) == ("minute", 61)
 
 
 @pytest.mark.kafka

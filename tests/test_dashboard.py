@@ -108,29 +108,34 @@ def test_drill_down_tiles_compare_with_the_previous_period_and_follow_the_event_
 
 def test_relative_ranges_are_whole_windows_ending_with_the_current_one() -> None:
     now = T0 + 90_000 + 123  # 09:01:30.123
-    assert model.relative_span("15m", now) == Span(T0 + 120_000 - 900_000, T0 + 120_000, "minute")
-    assert model.relative_span("1h", now).resolution == "minute"
-    assert model.relative_span("24h", now) == Span(T0 + 3_600_000 - 86_400_000, T0 + 3_600_000, "hour")
-    assert model.relative_span("7d", now).to_ms - model.relative_span("7d", now).from_ms == 7 * 86_400_000
+    held = T0 - model.DAY_MS
+    assert model.relative_span("15m", now, held) == Span(T0 + 120_000 - 900_000, T0 + 120_000, "minute")
+    assert model.relative_span("1h", now, held).resolution == "minute"
+    assert model.relative_span("1h", now, None).resolution == "minute"  # nothing held yet: no limit
+    assert model.relative_span("1h", now, now).resolution == "hour"  # minutes beyond stream time
+    assert model.relative_span("24h", now, held) == Span(T0 + 3_600_000 - 86_400_000, T0 + 3_600_000, "hour")
+    week = model.relative_span("7d", now, held)
+    assert week.to_ms - week.from_ms == 7 * 86_400_000
 
 
-def test_custom_ranges_use_minutes_only_where_the_worker_keeps_them() -> None:
+def test_custom_ranges_use_minutes_wherever_the_worker_still_holds_them() -> None:
+    """By stream time: a quiet or backfilled platform still holds minutes older than the wall clock's
+    last 24 h, and the choice must not depend on the day the page is looked at."""
     start = datetime(2026, 11, 26, 9, 0)
-    now = T0 + 3_600_000
-    assert model.custom_span(start, start + timedelta(minutes=7), UTC_ZONE, now) == Span(
+    held = T0 - 3_600_000  # the worker's minute windows start an hour before the range
+    assert model.custom_span(start, start + timedelta(minutes=7), UTC_ZONE, held) == Span(
         T0, T0 + 420_000, "minute"
     )
-    assert model.custom_span(start, start + timedelta(hours=7), UTC_ZONE, now).resolution == "hour"
-    two_days_later = now + 2 * model.DAY_MS
-    assert (
-        model.custom_span(start, start + timedelta(minutes=7), UTC_ZONE, two_days_later).resolution == "hour"
-    )
+    assert model.custom_span(start, start + timedelta(minutes=7), UTC_ZONE, None).resolution == "minute"
+    assert model.custom_span(start, start + timedelta(hours=7), UTC_ZONE, held).resolution == "hour"
+    expired = T0 + 60_000  # the range's first minute is gone
+    assert model.custom_span(start, start + timedelta(minutes=7), UTC_ZONE, expired).resolution == "hour"
     berlin = model.zone("Europe/Berlin")
-    assert model.custom_span(start, start + timedelta(hours=1), berlin, now).from_ms == T0 - 3_600_000
+    assert model.custom_span(start, start + timedelta(hours=1), berlin, held).from_ms == T0 - 3_600_000
     with pytest.raises(ValueError, match="before its end"):
-        model.custom_span(start, start, UTC_ZONE, now)
+        model.custom_span(start, start, UTC_ZONE, held)
     with pytest.raises(ValueError, match="7 days"):
-        model.custom_span(start, start + timedelta(days=8), UTC_ZONE, now)
+        model.custom_span(start, start + timedelta(days=8), UTC_ZONE, held)
 
 
 def test_frames_for_charts_and_tables() -> None:
@@ -329,10 +334,12 @@ def fed(namespaced: tuple[WorkerProcess, Simulated]) -> dict[str, Any]:
     page's query parameters and the API's span) that holds them."""
     worker, simulated = namespaced
     query = {"range": "custom", "from": iso_minute(START_MS), "to": iso_minute(START_MS + MINUTES * 60_000)}
+    held = worker.get("health")["held_from_ms"]["minute"]
+    assert held <= START_MS  # three days back, by the wall clock, and still held: by stream time
     span = model.custom_span(
-        datetime.fromisoformat(query["from"]), datetime.fromisoformat(query["to"]), UTC_ZONE,
-        int(datetime.now(UTC).timestamp() * 1000),
-    )  # fmt: skip
+        datetime.fromisoformat(query["from"]), datetime.fromisoformat(query["to"]), UTC_ZONE, held
+    )
+    assert span.resolution == "minute"
     return {"worker": worker, "simulated": simulated, "query": query, "span": span}
 
 

@@ -10,37 +10,40 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from streams.privacy import DEFAULT_ENVIRON_ALLOWLIST
 from streams.topics import TopicSettings
+from tests.clock import epoch_ms, iso, recent_hour
 from tests.helpers import CollectorThread, WorkerProcess, consume, consume_envelopes, settings_for, worker_env
 
 pytestmark = pytest.mark.kafka
 
 
-def simulate(out_dir: Path, users: int = 4, minutes: int = 6, seed: int = 7) -> dict[str, Any]:
-    """Simulated pod logs (CRI files) and their ground truth, written by `pioneer-telemetry simulate`."""
+def simulate(out_dir: Path, *shape: str, users: int = 4, minutes: int = 6, seed: int = 7) -> dict[str, Any]:
+    """Simulated pod logs (CRI files, unless `shape` says otherwise) and their ground truth, written by
+    `pioneer-telemetry simulate`."""
     truth = out_dir / "truth.json"
     subprocess.run(
         [sys.executable, "-m", "pioneer_telemetry", "simulate", "--users", str(users), "--seed", str(seed),
          "--duration", str(minutes * 60), "--rate", "0", "--out-dir", str(out_dir), "--truth", str(truth),
-         "--start", "2026-11-26T09:00:00Z"],
+         "--start", iso(recent_hour()), *shape],
         check=True, capture_output=True,
     )  # fmt: skip
     return json.loads(truth.read_text())
 
 
-def epoch_ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+def iso_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def truth_range(truth: dict[str, Any]) -> dict[str, int]:
-    return {"from_ms": epoch_ms(truth["start"]) // 60_000 * 60_000, "to_ms": epoch_ms(truth["end"]) + 60_000}
+    return {"from_ms": iso_ms(truth["start"]) // 60_000 * 60_000, "to_ms": iso_ms(truth["end"]) + 60_000}
 
 
 def all_counted(truth: dict[str, Any]) -> Any:
@@ -58,7 +61,7 @@ def assert_equals_truth(worker: WorkerProcess, truth: dict[str, Any]) -> None:
 
     points = {p["start_ms"]: p for p in worker.get("timeseries", **span)["points"]}
     for minute, expected in truth["windows"].items():
-        point = points[epoch_ms(minute)]
+        point = points[iso_ms(minute)]
         assert point["events"] == expected["total"], minute
         assert point["events_by_name"] == dict(sorted(expected["by_event"].items())), minute
         assert point["active_users"] == expected["users"], minute
@@ -131,6 +134,43 @@ def test_one_worker_equals_the_ground_truth(
         assert not any(secret in json.dumps(events) for secret in truth["secret_values"])
         aggregates = consume(kafka_broker, topics.aggregates, expected=1)
         assert all(m.get("namespaces") for m in aggregates)  # closed minute windows were published
+
+        def stream_times(w: WorkerProcess) -> dict[str, Any]:
+            partitions = w.get("health")["partitions"]
+            return {p: (i["stream_time_ms"], i["held_from_ms"]) for p, i in partitions.items()}
+
+        before = stream_times(worker)
+        latest = max(time for time, _ in before.values() if time)
+        assert iso_ms(truth["end"]) - 60_000 < latest < iso_ms(truth["end"]) + 1000  # the last events' time
+        worker.kill(signal.SIGTERM)
+        worker.start()  # nothing new to process: stream time and retention come back from the state
+        worker.wait_until(lambda w: stream_times(w) == before, what="the same stream time after a restart")
+    finally:
+        worker.kill(signal.SIGTERM)
+
+
+def test_command_line_exporter_lines_lose_nothing_through_the_edge(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
+) -> None:
+    """jupyterlab-pioneer's command_line_exporter prints dict reprs; in docker json-file files under kubelet
+    names, collected, redacted at the edge, parsed: every event counts, environments are cut to the
+    allow-list, no secret and no dead letter."""
+    truth = simulate(tmp_path / "logs", "--exporter", "command_line", "--framing", "docker")
+    assert truth["by_event"]["NotebookOpenEvent"] > 0
+    collect(kafka_broker, topics, tmp_path / "logs", tmp_path)
+    worker = WorkerProcess(
+        worker_env(kafka_broker, topics, app_id), tmp_path / "w1", tmp_path / "w1.log"
+    ).start()
+    try:
+        worker.wait_until(all_counted(truth), what="all events counted")
+        assert_equals_truth(worker, truth)
+        assert worker.get("health")["last_24h"]["dead_letters"] == 0
+        events = consume(kafka_broker, topics.events, expected=truth["total"])
+        assert Counter(e["event_name"] for e in events) == Counter(truth["by_event"])
+        opened = [e["info"]["environ"] for e in events if e["event_name"] == "NotebookOpenEvent"]
+        assert all(environ and set(environ) <= DEFAULT_ENVIRON_ALLOWLIST for environ in opened)
+        assert not any(secret in json.dumps(events) for secret in truth["secret_values"])
+        assert consume(kafka_broker, topics.deadletter, expected=0, timeout_s=5) == []
     finally:
         worker.kill(signal.SIGTERM)
 
@@ -180,14 +220,16 @@ def test_kill_9_and_restart_neither_loses_nor_double_counts(
 def test_malformed_lines_become_dead_letters_and_the_worker_goes_on(
     kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
 ) -> None:
+    start = recent_hour()
+    event_ms = epoch_ms(start) + 1000
     good = (
-        '2026-11-26 09:00:01,000      INFO   20 jupyter_jupyterlab_pioneer_config: {"eventDetail": '
-        '{"eventName": "NotebookSaveEvent", "eventTime": 1795683601000, "eventInfo": null}, '
+        f"{start:%Y-%m-%d %H:%M}:01,000      INFO   20 jupyter_jupyterlab_pioneer_config: "
+        f'{{"eventDetail": {{"eventName": "NotebookSaveEvent", "eventTime": {event_ms}, "eventInfo": null}}, '
         '"notebookState": {"sessionID": "s1", "notebookPath": "a.ipynb", "notebookContent": null}}'
     )
     bad = {
         "invalid_json": good[:120],
-        "schema_violation": good.replace("1795683601000", '"soon"'),
+        "schema_violation": good.replace(str(event_ms), '"soon"'),
         "invalid_json ": good.replace('"eventInfo"', "'eventInfo'"),
     }
     kubernetes = {"pod_name": "jupyter-zoe", "namespace_name": "dev", "container_name": "notebook"}
@@ -197,7 +239,7 @@ def test_malformed_lines_become_dead_letters_and_the_worker_goes_on(
         await producer.start()
         try:
             for n, line in enumerate([good, *bad.values(), good.replace("s1", "s2")]):
-                envelope = {"log": line, "stream": "stderr", "time": "2026-11-26T09:00:01Z",
+                envelope = {"log": line, "stream": "stderr", "time": iso(start + timedelta(seconds=1)),
                             "kubernetes": kubernetes, "source": {"id": "zoe.log", "offset": n * 1000}}  # fmt: skip
                 await producer.send_and_wait(topics.raw, json.dumps(envelope).encode(), key=b"jupyter-zoe")
             await producer.send_and_wait(topics.raw, b"\xff not even json", key=b"jupyter-zoe")
@@ -209,7 +251,7 @@ def test_malformed_lines_become_dead_letters_and_the_worker_goes_on(
         worker_env(kafka_broker, topics, app_id), tmp_path / "w", tmp_path / "w.log"
     ).start()
     try:
-        span = {"from_ms": 1795683600000, "to_ms": 1795683660000}
+        span = {"from_ms": epoch_ms(start), "to_ms": epoch_ms(start) + 60_000}
         worker.wait_until(lambda w: w.get("overview", **span)["current"]["events"] == 2, what="good events")
         dead = consume(kafka_broker, topics.deadletter, expected=3)
         assert sorted(d["reason"] for d in dead) == ["invalid_json", "invalid_json", "schema_violation"]
