@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from pioneer_telemetry.config import KafkaSettings
 from pioneer_telemetry.kafka_local import BrokerState, LocalBroker
 from streams.topics import TopicSettings, ensure_topics, topic_specs
 
@@ -73,7 +74,7 @@ def create_topics(bootstrap: str, prefix: str, partitions: int = 8) -> TopicSett
 
     async def create() -> None:
         specs = topic_specs(topics)
-        await ensure_topics(bootstrap, specs)
+        await ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), specs)
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
         try:

@@ -18,6 +18,7 @@ from collector.settings import CollectorSettings
 from collector.simulate import Exporter, SimulatorSettings, run
 from collector.simulate_output import FileSink, KafkaSink, Sink, StreamSink
 from pioneer_telemetry.config import KafkaSettings
+from pioneer_telemetry.kafka_access import KafkaAccessDenied
 from streams.framing import Framing
 from streams.topics import TopicSettings
 
@@ -84,7 +85,7 @@ def simulate(
         kafka_settings = KafkaSettings()
         try:
             sinks.append(KafkaSink(kafka_settings, TopicSettings().raw))
-        except KafkaError as error:
+        except (KafkaError, KafkaAccessDenied) as error:
             typer.echo(f"cannot produce to Kafka at {kafka_settings.bootstrap_servers}: {error}", err=True)
             raise typer.Exit(1) from None
     began = time.monotonic()
@@ -150,6 +151,9 @@ def collect(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    except KafkaAccessDenied as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 async def _collect(settings: CollectorSettings, stdin: StdinSource | None) -> None:

@@ -22,6 +22,7 @@ from collector.settings import CollectorSettings
 from collector.stdin import collect_stream
 from collector.tail import FileTailer
 from pioneer_telemetry.config import KafkaSettings
+from pioneer_telemetry.kafka_access import check_access
 from streams.identity import PodMeta
 from streams.topics import TopicSettings
 
@@ -40,11 +41,13 @@ class StdinSource:
 async def start_producer(
     kafka: KafkaSettings, settings: CollectorSettings, stop: asyncio.Event
 ) -> AIOKafkaProducer:
-    """An idempotent, acks=all producer; waits (and says so) while the broker is not reachable yet."""
+    """An idempotent, acks=all producer; waits (and says so) while the broker is not reachable yet, and
+    stops at once (`KafkaAccessDenied`) when it refuses us."""
     backoff = 1.0
     while True:
+        await check_access(kafka)
         producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_options(),
             client_id=f"{kafka.client_id}-collector",
             acks="all",
             enable_idempotence=True,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from pioneer_telemetry.config import KafkaSettings
+from pioneer_telemetry.kafka_access import KafkaAccessDenied
 from pioneer_telemetry.kafka_local import LocalBroker, LocalKafkaError, LocalKafkaSettings, broker_answers
 
 app = typer.Typer(
@@ -34,8 +35,8 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     )
 
 
-def _local_kafka(port: int | None, data_dir: Path | None) -> LocalKafkaSettings:
-    overrides = {"port": port, "data_dir": data_dir}
+def _local_kafka(port: int | None, data_dir: Path | None, secure: bool | None = None) -> LocalKafkaSettings:
+    overrides = {"port": port, "data_dir": data_dir, "secure": secure}
     return LocalKafkaSettings(**{key: value for key, value in overrides.items() if value is not None})
 
 
@@ -45,16 +46,28 @@ def kafka_start(
         None, "--port", help="Bootstrap port on 127.0.0.1 (default 9092; 0 = any free)."
     ),
     data_dir: Path = DataDirOption,
+    secure: bool = typer.Option(
+        None,
+        "--secure",
+        help="Clients only over SASL_SSL (SCRAM-SHA-512) or mutual TLS; writes DATA_DIR/client.env.",
+    ),
 ) -> None:
     """Start the broker (downloads Kafka on first use) and print its bootstrap address once it answers."""
-    settings = _local_kafka(port, data_dir)
+    settings = _local_kafka(port, data_dir, secure)
+    broker = LocalBroker(settings.data_dir)
     try:
-        result = LocalBroker(settings.data_dir).start(settings.port, settings.heap, settings.start_timeout_s)
+        result = broker.start(settings.port, settings.heap, settings.start_timeout_s, settings.secure)
     except LocalKafkaError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     state = "already running" if result.already_running else "started"
     typer.echo(f"Kafka {state} (pid {result.state.pid}), data in {settings.data_dir}", err=True)
+    if broker.secure:
+        typer.echo(
+            f"secured: SASL_SSL on {result.state.bootstrap}, mutual TLS on 127.0.0.1:{result.state.mtls_port}; "
+            f"clients: set -a; . {broker.client_env}; set +a   (or {broker.mtls_client_env})",
+            err=True,
+        )
     typer.echo(result.state.bootstrap)
 
 
@@ -70,11 +83,12 @@ def kafka_stop(data_dir: Path = DataDirOption) -> None:
 def kafka_status(data_dir: Path = DataDirOption) -> None:
     """Exit 0 and print the bootstrap address if the broker runs and answers, else exit 1."""
     settings = _local_kafka(None, data_dir)
-    state = LocalBroker(settings.data_dir).state()
+    broker = LocalBroker(settings.data_dir)
+    state = broker.state()
     if state is None:
         typer.echo(f"not running ({settings.data_dir})", err=True)
         raise typer.Exit(1)
-    if not broker_answers(state.bootstrap):
+    if not broker_answers(broker.client_settings(state)):
         typer.echo(f"process {state.pid} runs but {state.bootstrap} does not answer", err=True)
         raise typer.Exit(1)
     typer.echo(state.bootstrap)
@@ -88,12 +102,12 @@ def topics_create() -> None:
 
     from streams.topics import TopicSettings, ensure_topics, topic_specs  # noqa: PLC0415
 
-    bootstrap = KafkaSettings().bootstrap_servers
+    kafka = KafkaSettings()
     try:
-        changes = asyncio.run(ensure_topics(bootstrap, topic_specs(TopicSettings())))
+        changes = asyncio.run(ensure_topics(kafka, topic_specs(TopicSettings())))
     except Exception as error:  # the admin client's errors are many; all mean "not done"
-        typer.echo(f"error: creating topics on {bootstrap} failed: {error}", err=True)
-        raise typer.Exit(1) from error
+        typer.echo(f"error: creating topics on {kafka.bootstrap_servers} failed: {error}", err=True)
+        raise typer.Exit(1) from None
     for change in changes:
         typer.echo(f"topic      {change.name}  partitions={change.partitions}  {change.action}")
 
@@ -103,6 +117,10 @@ def up(
     *,
     port: Annotated[int | None, typer.Option(help="Port for the local broker (default 9092).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Broker data directory.")] = None,
+    secure: Annotated[
+        bool | None,
+        typer.Option("--secure", help="The local broker over SASL_SSL only (kafka start --secure)."),
+    ] = None,
     demo: Annotated[
         bool | None, typer.Option("--demo/--no-demo", help="Simulated users as log source.")
     ] = None,
@@ -130,10 +148,10 @@ def up(
         "directory": directory,
     }
     stack_settings = StackSettings(**{k: v for k, v in flags.items() if v is not None})
-    stack = LocalStack(KafkaSettings(), _local_kafka(port, data_dir), TopicSettings(), stack_settings)
+    stack = LocalStack(KafkaSettings(), _local_kafka(port, data_dir, secure), TopicSettings(), stack_settings)
     try:
         info = stack.start()
-    except (LocalKafkaError, OSError) as error:
+    except (LocalKafkaError, KafkaAccessDenied, OSError) as error:
         stack.stop()
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error

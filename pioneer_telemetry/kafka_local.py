@@ -3,6 +3,12 @@
 The jars come from Maven Central through `deploy/local/pom.xml` (the one place the Kafka version is
 pinned) and are cached, so only the first start needs the network. Each broker is identified by its
 data directory: several can run side by side, and starting one that already runs is a no-op.
+
+A secured broker (`secure`) has no plaintext client listener: SASL_SSL with SCRAM-SHA-512 on the
+bootstrap port, and SSL with client certificates (mutual TLS) on a second port. Its certificates come
+from a private CA made at format time (`pioneer_telemetry.tls`), its SCRAM user is created at format
+time, and every start writes `client.env` and `client-mtls.env` into the data dir: the
+`KAFKA_BOOTSTRAP_SERVERS` and `PIONEER_KAFKA_*` variables a component needs to connect.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -29,12 +36,16 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings, cache_dir, state_dir
+from pioneer_telemetry.config import ComponentSettings, KafkaSettings, cache_dir, state_dir
+from pioneer_telemetry.tls import LocalPki
 
 log = logging.getLogger(__name__)
 
 _PACKAGED = Path(__file__).parent / "kafka_dist"  # wheel install (force-included by pyproject)
 _IN_REPO = Path(__file__).resolve().parents[1] / "deploy" / "local"  # source checkout
+
+
+SCRAM_USER = "pioneer"
 
 
 class LocalKafkaError(RuntimeError):
@@ -51,6 +62,7 @@ class LocalKafkaSettings(ComponentSettings):
     port: int = 9092
     heap: str = "1g"
     start_timeout_s: float = 90.0
+    secure: bool = False  # SASL_SSL (SCRAM-SHA-512) and mutual TLS only; see client.env in the data dir
 
 
 def resource_dir() -> Path:
@@ -137,13 +149,13 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when a Kafka broker at `bootstrap` answers a metadata request."""
+def broker_answers(kafka: KafkaSettings, timeout_s: float = 3.0) -> bool:
+    """True when the broker answers a metadata request, connecting as `kafka` says."""
     from aiokafka.client import AIOKafkaClient  # noqa: PLC0415 (keeps `kafka status` start-up light)
     from aiokafka.errors import KafkaError  # noqa: PLC0415
 
     async def probe() -> bool:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+        client = AIOKafkaClient(**kafka.client_options(), request_timeout_ms=int(timeout_s * 1000))
         try:
             await asyncio.wait_for(client.bootstrap(), timeout_s)
             return True
@@ -166,6 +178,7 @@ class BrokerState:
     pid: int
     port: int
     controller_port: int
+    mtls_port: int | None = None  # a secured broker's mutual-TLS listener
 
     @property
     def bootstrap(self) -> str:
@@ -187,6 +200,55 @@ class LocalBroker:
         self.properties = self.data_dir / "server.properties"
         self.log_file = self.data_dir / "kafka.log"
         self.log_dirs = self.data_dir / "data"
+        self.pki = LocalPki(self.data_dir / "tls")
+        self.scram_password_file = self.data_dir / "scram-password"
+        self.client_env = self.data_dir / "client.env"
+        self.mtls_client_env = self.data_dir / "client-mtls.env"
+
+    @property
+    def secure(self) -> bool:
+        """A secured data dir stays secured: its SCRAM user and certificates were made at format time."""
+        return self.scram_password_file.is_file()
+
+    def client_settings(self, state: BrokerState, mtls: bool = False) -> KafkaSettings:
+        """How a client connects to this broker (as client.env or client-mtls.env says)."""
+        return KafkaSettings(**self._client_variables(state, mtls))
+
+    def _client_variables(self, state: BrokerState, mtls: bool) -> dict[str, str]:
+        """Field name -> value of the client settings (the env files' lines, without their prefixes)."""
+        if not self.secure:
+            return {"bootstrap_servers": state.bootstrap}
+        if mtls:
+            return {
+                "bootstrap_servers": f"127.0.0.1:{state.mtls_port}",
+                "security_protocol": "SSL",
+                "ssl_cafile": str(self.pki.ca),
+                "ssl_certfile": str(self.pki.client_cert),
+                "ssl_keyfile": str(self.pki.client_key),
+            }
+        return {
+            "bootstrap_servers": state.bootstrap,
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": SCRAM_USER,
+            "sasl_password": self.scram_password_file.read_text().strip(),
+            "ssl_cafile": str(self.pki.ca),
+        }
+
+    def client_environment(self, state: BrokerState, mtls: bool = False) -> dict[str, str]:
+        """The environment variables of the client settings: what client.env (client-mtls.env) holds."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS"
+            if name == "bootstrap_servers"
+            else f"PIONEER_KAFKA_{name.upper()}": value
+            for name, value in self._client_variables(state, mtls).items()
+        }
+
+    def _write_client_env(self, state: BrokerState) -> None:
+        for path, mtls in ((self.client_env, False), (self.mtls_client_env, True)):
+            path.touch(mode=0o600)
+            variables = self.client_environment(state, mtls)
+            path.write_text("".join(f"{name}={value}\n" for name, value in variables.items()))
 
     def state(self) -> BrokerState | None:
         """The running broker's state, or None when no broker of this data dir is alive."""
@@ -196,22 +258,36 @@ class LocalBroker:
             return None
         return state if self._is_our_process(state.pid) else None
 
-    def start(self, port: int = 9092, heap: str = "1g", timeout_s: float = 90.0) -> StartResult:
+    def start(
+        self, port: int = 9092, heap: str = "1g", timeout_s: float = 90.0, secure: bool = False
+    ) -> StartResult:
         """Start the broker (port 0 picks a free one) and return once it answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._lock():
             running = self.state()
             if running is not None:
                 return StartResult(running, already_running=True)
+            formatted = (self.log_dirs / "meta.properties").is_file()
+            if formatted and secure != self.secure:
+                raise LocalKafkaError(
+                    f"{self.data_dir} holds a {'secured' if self.secure else 'plaintext'} broker: start it "
+                    f"{'with' if self.secure else 'without'} --secure, or use another --data-dir"
+                )
             port = port or free_port()
             if not port_is_free(port):
                 raise LocalKafkaError(f"port {port} on 127.0.0.1 is in use; choose another with --port")
             lib, java = ensure_jars(), java_executable()
-            controller_port = free_port()
-            self._write_properties(port, controller_port)
-            if not (self.log_dirs / "meta.properties").is_file():
+            state = BrokerState(0, port, free_port(), free_port() if secure else None)
+            if secure and not formatted:
+                self.pki.create(["127.0.0.1", "localhost"])
+                self.scram_password_file.touch(mode=0o600)
+                self.scram_password_file.write_text(secrets.token_urlsafe(24))
+            self._write_properties(state)
+            if not formatted:
                 self._format_storage(java, lib)
-            state, process = self._launch(java, lib, heap, port, controller_port)
+            state, process = self._launch(java, lib, heap, state)
+            if self.secure:
+                self._write_client_env(state)
         self._wait_until_ready(state, process, timeout_s)
         return StartResult(state, already_running=False)
 
@@ -231,7 +307,8 @@ class LocalBroker:
         self.state_file.unlink(missing_ok=True)
         return True
 
-    def _write_properties(self, port: int, controller_port: int) -> None:
+    def _write_properties(self, state: BrokerState) -> None:
+        port, controller_port = state.port, state.controller_port
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -252,7 +329,30 @@ class LocalBroker:
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",  # Faust creates its changelog/repartition topics itself
         }
+        if state.mtls_port is not None:
+            settings |= self._secure_properties(state)
         self.properties.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+
+    def _secure_properties(self, state: BrokerState) -> dict[str, str]:
+        """Clients: SASL_SSL with SCRAM-SHA-512, or mutual TLS. The broker talks to itself (inter-broker
+        and controller) over mutual TLS with its own certificate: nothing answers in plaintext."""
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{state.port},MTLS://127.0.0.1:{state.mtls_port},"
+            f"CONTROLLER://127.0.0.1:{state.controller_port}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{state.port},MTLS://127.0.0.1:{state.mtls_port}",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,MTLS:SSL,CONTROLLER:SSL",
+            "inter.broker.listener.name": "MTLS",
+            "listener.name.mtls.ssl.client.auth": "required",
+            "listener.name.controller.ssl.client.auth": "required",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.pki.broker),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.pki.ca),
+        }
 
     def _format_storage(self, java: str, lib: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
@@ -267,6 +367,7 @@ class LocalBroker:
                 f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.properties),
+                *self._scram_user_arguments(),
             ],
             capture_output=True,
             text=True,
@@ -275,8 +376,14 @@ class LocalBroker:
         if result.returncode != 0:
             raise LocalKafkaError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
 
+    def _scram_user_arguments(self) -> list[str]:
+        if not self.secure:
+            return []
+        password = self.scram_password_file.read_text().strip()
+        return ["--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER},password={password}]"]
+
     def _launch(
-        self, java: str, lib: Path, heap: str, port: int, controller_port: int
+        self, java: str, lib: Path, heap: str, state: BrokerState
     ) -> tuple[BrokerState, subprocess.Popen[bytes]]:
         command = [
             java,
@@ -299,7 +406,7 @@ class LocalBroker:
                 start_new_session=True,
                 close_fds=True,
             )
-        state = BrokerState(pid=process.pid, port=port, controller_port=controller_port)
+        state = BrokerState(process.pid, state.port, state.controller_port, state.mtls_port)
         self.state_file.write_text(json.dumps(state.__dict__))
         return state, process
 
@@ -310,7 +417,7 @@ class LocalBroker:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise LocalKafkaError(f"Kafka exited while starting; last log lines:\n{self._log_tail()}")
-            if broker_answers(state.bootstrap, timeout_s=2.0):
+            if broker_answers(self.client_settings(state), timeout_s=2.0):
                 return
             time.sleep(0.2)
         self.stop()

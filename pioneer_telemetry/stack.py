@@ -78,23 +78,26 @@ class LocalStack:
         self._children: list[Child] = []
 
     def start(self) -> StackInfo:
-        bootstrap = self.kafka.bootstrap_servers
+        kafka, client_environment = self.kafka, {}
         started_broker = False
         if not self.kafka.external:
             broker = LocalBroker(self.local_kafka.data_dir)
-            result = broker.start(
-                self.local_kafka.port, self.local_kafka.heap, self.local_kafka.start_timeout_s
-            )
-            bootstrap = result.state.bootstrap
+            local = self.local_kafka
+            result = broker.start(local.port, local.heap, local.start_timeout_s, local.secure)
+            kafka = broker.client_settings(result.state)
+            client_environment = broker.client_environment(result.state)
             if not result.already_running:
                 self._broker, started_broker = broker, True
-        changes = asyncio.run(ensure_topics(bootstrap, topic_specs(self.topics)))
-        self._start_children(bootstrap)
+        changes = asyncio.run(ensure_topics(kafka, topic_specs(self.topics)))
+        self._start_children(client_environment)
         api_url = f"http://127.0.0.1:{self.settings.worker_port}/api/v1/overview"
         dashboard_url = f"http://127.0.0.1:{self.settings.dashboard_port}"
-        return StackInfo(bootstrap, changes, started_broker, list(self._children), api_url, dashboard_url)
+        return StackInfo(
+            kafka.bootstrap_servers, changes, started_broker, list(self._children), api_url, dashboard_url
+        )
 
-    def _start_children(self, bootstrap: str) -> None:
+    def _start_children(self, client_environment: dict[str, str]) -> None:
+        """The components, as children with the local broker's client settings in their environment."""
         directory = self.settings.directory
         logs = directory / "demo-logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -115,7 +118,7 @@ class LocalStack:
                     [*cli, "simulate", "--users", str(users), "--realtime", "--out-dir", str(logs)],
                 ),
             )
-        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
+        env = os.environ | client_environment
         for child in children:
             child.log_path = directory / f"{child.name}.log"
             with child.log_path.open("ab") as output:

@@ -100,6 +100,7 @@ def worker(
     from faust.worker import Worker  # noqa: PLC0415 (faust is heavy; other commands do not need it)
 
     from pioneer_telemetry.config import KafkaSettings  # noqa: PLC0415
+    from pioneer_telemetry.kafka_access import KafkaAccessDenied  # noqa: PLC0415
     from streams.topics import TopicSettings, ensure_topics, topic_specs  # noqa: PLC0415
     from streams.worker import WorkerSettings, changelog_specs, create_app  # noqa: PLC0415
 
@@ -107,9 +108,11 @@ def worker(
     settings = WorkerSettings(**{k: v for k, v in flags.items() if v is not None})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     kafka, topics = KafkaSettings(), TopicSettings()
-    asyncio.run(
-        ensure_topics(kafka.bootstrap_servers, topic_specs(topics) + changelog_specs(settings, topics))
-    )
+    try:
+        asyncio.run(ensure_topics(kafka, topic_specs(topics) + changelog_specs(settings, topics)))
+    except KafkaAccessDenied as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
     app = create_app(settings, kafka, topics)
     Worker(
         app, loglevel="INFO", workdir=str(settings.data_dir), redirect_stdouts=False

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings
+from pioneer_telemetry.config import ComponentSettings, KafkaSettings
+from pioneer_telemetry.kafka_access import check_access
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -55,11 +56,12 @@ class TopicChange:
     partitions: int
 
 
-async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[TopicChange]:
+async def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[TopicChange]:
     """Create missing topics and grow ones with too few partitions; idempotent, safe on every start."""
     from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic  # noqa: PLC0415
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="pioneer-telemetry-admin")
+    await check_access(kafka)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id=f"{kafka.client_id}-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -337,6 +337,21 @@ def changelog_specs(settings: WorkerSettings, topics: TopicSettings) -> list[Top
     ]
 
 
+def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
+    """The Kafka settings as Faust takes them, for its consumer, producer and changelogs alike."""
+    options = kafka.client_options()
+    if kafka.uses_sasl:
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            ssl_context=options.get("ssl_context"),
+            mechanism=options["sasl_mechanism"],
+        )
+    if kafka.uses_tls:
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
 def create_app(
     settings: WorkerSettings | None = None,
     kafka: KafkaSettings | None = None,
@@ -352,6 +367,7 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(kafka),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir),
         web_host=settings.web_host,

@@ -20,6 +20,7 @@ from tests.helpers import (
     CollectorThread,
     WorkerProcess,
     consume_envelopes,
+    kafka_settings,
     settings_for,
     unique_topics,
     worker_env,
@@ -60,7 +61,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def topics(kafka_broker: str) -> TopicSettings:
     """A fresh set of the pipeline's topics (unique names) on the session broker."""
     settings = unique_topics(f"t{uuid.uuid4().hex[:8]}")
-    asyncio.run(ensure_topics(kafka_broker, topic_specs(settings)))
+    asyncio.run(ensure_topics(kafka_settings(kafka_broker), topic_specs(settings)))
     return settings
 
 
@@ -73,7 +74,7 @@ def namespaced(
     base = tmp_path_factory.mktemp("namespaced")
     simulated = simulate(base)
     topics = unique_topics(f"n{uuid.uuid4().hex[:8]}")
-    asyncio.run(ensure_topics(kafka_broker, topic_specs(topics)))
+    asyncio.run(ensure_topics(kafka_settings(kafka_broker), topic_specs(topics)))
     env = worker_env(kafka_broker, topics, f"pt-ns-{uuid.uuid4().hex[:8]}")
     worker = WorkerProcess(env, base / "worker", base / "worker.log").start()
     try:

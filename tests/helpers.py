@@ -26,15 +26,20 @@ from streams.envelope import envelopes
 from streams.topics import TopicSettings
 
 
+def kafka_settings(kafka: str | KafkaSettings) -> KafkaSettings:
+    """A bootstrap address (the plaintext session broker) or whole client settings (a secured one)."""
+    return kafka if isinstance(kafka, KafkaSettings) else KafkaSettings(bootstrap_servers=kafka)
+
+
 def consume_envelopes(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 60, settle_s: float = 1.0
+    bootstrap: str | KafkaSettings, topic: str, expected: int, timeout_s: float = 60, settle_s: float = 1.0
 ) -> list[dict]:
     """Every envelope (line) of the raw `topic`, however many a record carries (see streams.envelope)."""
     return consume(bootstrap, topic, expected, timeout_s, settle_s, decode=envelopes)
 
 
 def consume(
-    bootstrap: str,
+    bootstrap: str | KafkaSettings,
     topic: str,
     expected: int,
     timeout_s: float = 60,
@@ -45,7 +50,9 @@ def consume(
     """Every message of `topic`, once at least `expected` arrived and nothing more came for `settle_s`."""
 
     async def run() -> list[dict]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            topic, **kafka_settings(bootstrap).client_options(), auto_offset_reset="earliest"
+        )
         await consumer.start()
         messages: list[dict] = []
         deadline = time.monotonic() + timeout_s
@@ -88,10 +95,12 @@ def wait_for_port(port: int, timeout_s: float = 30) -> None:
 class CollectorThread:
     """run_collector in its own thread and event loop, as the CLI runs it."""
 
-    def __init__(self, settings: CollectorSettings, bootstrap: str, topics: TopicSettings) -> None:
+    def __init__(
+        self, settings: CollectorSettings, bootstrap: str | KafkaSettings, topics: TopicSettings
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.stop_event = asyncio.Event()
-        kafka = KafkaSettings(bootstrap_servers=bootstrap)
+        kafka = kafka_settings(bootstrap)
         coroutine = run_collector(settings, kafka, topics, self.stop_event)
         self.thread = threading.Thread(target=self.loop.run_until_complete, args=(coroutine,), daemon=True)
         self.thread.start()
@@ -108,16 +117,23 @@ def unique_topics(prefix: str) -> TopicSettings:
     )
 
 
-def worker_env(bootstrap: str, topics: TopicSettings, app_id: str) -> dict[str, str]:
+def worker_env(
+    bootstrap: str, topics: TopicSettings, app_id: str, kafka_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A worker's environment; `kafka_env`: a secured broker's client settings (its client.env)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIONEER_")}
-    return env | {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "PIONEER_TOPICS_RAW": topics.raw,
-        "PIONEER_TOPICS_EVENTS": topics.events,
-        "PIONEER_TOPICS_DEADLETTER": topics.deadletter,
-        "PIONEER_TOPICS_AGGREGATES": topics.aggregates,
-        "PIONEER_WORKER_APP_ID": app_id,
-    }
+    return (
+        env
+        | (kafka_env or {})
+        | {
+            "KAFKA_BOOTSTRAP_SERVERS": (kafka_env or {}).get("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+            "PIONEER_TOPICS_RAW": topics.raw,
+            "PIONEER_TOPICS_EVENTS": topics.events,
+            "PIONEER_TOPICS_DEADLETTER": topics.deadletter,
+            "PIONEER_TOPICS_AGGREGATES": topics.aggregates,
+            "PIONEER_WORKER_APP_ID": app_id,
+        }
+    )
 
 
 class WorkerProcess:

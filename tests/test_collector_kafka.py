@@ -20,7 +20,14 @@ import pytest
 from collector.settings import CollectorSettings
 from pioneer_telemetry.kafka_local import LocalBroker, free_port
 from streams.topics import TopicSettings, ensure_topics, topic_specs
-from tests.helpers import CollectorThread, consume, consume_envelopes, settings_for, wait_for_port
+from tests.helpers import (
+    CollectorThread,
+    consume,
+    consume_envelopes,
+    kafka_settings,
+    settings_for,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -142,7 +149,7 @@ def test_a_broker_outage_of_20_seconds_loses_nothing(topics: TopicSettings, tmp_
     broker = LocalBroker(tmp_path / "broker")
     state = broker.start(port=0, heap="512m").state
     try:
-        asyncio.run(ensure_topics(state.bootstrap, topic_specs(topics)))
+        asyncio.run(ensure_topics(kafka_settings(state.bootstrap), topic_specs(topics)))
         log_dir = tmp_path / "containers"
         log_dir.mkdir()
         path = log_dir / kubelet_name("jupyter-dave")

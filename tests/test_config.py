@@ -51,3 +51,44 @@ def test_a_missing_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PIONEER_CONFIG", "/nonexistent/pioneer.yml")
     with pytest.raises(FileNotFoundError, match="PIONEER_CONFIG"):
         KafkaSettings()
+
+
+def test_kafka_security_settings_read_secrets_from_files_and_never_echo_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Kubernetes mounts a Secret: `PIONEER_KAFKA_SASL_PASSWORD_FILE` names the file."""
+    password = tmp_path / "password"
+    password.write_text("s3cr3t-from-a-file\n")
+    monkeypatch.setenv("PIONEER_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("PIONEER_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("PIONEER_KAFKA_SASL_USERNAME", "pioneer")
+    monkeypatch.setenv("PIONEER_KAFKA_SASL_PASSWORD_FILE", str(password))
+    kafka = KafkaSettings()
+    assert kafka.client_options() == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "pioneer",
+        "sasl_plain_password": "s3cr3t-from-a-file",
+    }
+    assert "s3cr3t" not in repr(kafka)
+    monkeypatch.setenv("PIONEER_KAFKA_SASL_PASSWORD", "direct")  # the variable itself wins over its file
+    assert KafkaSettings().client_options()["sasl_plain_password"] == "direct"
+
+    monkeypatch.delenv("PIONEER_KAFKA_SASL_USERNAME")
+    with pytest.raises(ValueError, match="needs PIONEER_KAFKA_SASL_USERNAME") as refused:
+        KafkaSettings()
+    assert "direct" not in str(refused.value)
+    monkeypatch.setenv("PIONEER_KAFKA_SASL_PASSWORD_FILE", str(tmp_path / "missing"))
+    monkeypatch.delenv("PIONEER_KAFKA_SASL_PASSWORD")
+    with pytest.raises(ValueError, match=r"PIONEER_KAFKA_SASL_PASSWORD_FILE=.*cannot read it"):
+        KafkaSettings()
+
+
+def test_mutual_tls_needs_a_certificate_and_its_key(tmp_path: Path) -> None:
+    certificate = tmp_path / "client.pem"
+    certificate.write_text("x")
+    with pytest.raises(ValueError, match="both ssl_certfile and ssl_keyfile"):
+        KafkaSettings(security_protocol="SSL", ssl_certfile=certificate)
+    with pytest.raises(ValueError, match="not a readable file"):
+        KafkaSettings(security_protocol="SSL", ssl_cafile=tmp_path / "nowhere.pem")

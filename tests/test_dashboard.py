@@ -23,7 +23,7 @@ from dashboard.client import Api, ApiError, ApiUnreachable, Span
 from dashboard.settings import DashboardSettings
 from pioneer_telemetry.kafka_local import free_port
 from streams.topics import ensure_topics, topic_specs
-from tests.helpers import WorkerProcess, unique_topics, worker_env
+from tests.helpers import WorkerProcess, kafka_settings, unique_topics, worker_env
 from tests.simulated import MINUTES, START_MS, Simulated
 
 APP = Path(__file__).parent.parent / "dashboard" / "app.py"
@@ -323,7 +323,7 @@ def iso_minute(ms: int) -> str:
 
 def start_worker(kafka_broker: str, base: Path, name: str) -> tuple[WorkerProcess, Any]:
     topics = unique_topics(f"d{uuid.uuid4().hex[:8]}")
-    asyncio.run(ensure_topics(kafka_broker, topic_specs(topics)))
+    asyncio.run(ensure_topics(kafka_settings(kafka_broker), topic_specs(topics)))
     env = worker_env(kafka_broker, topics, f"pt-dash-{uuid.uuid4().hex[:8]}")
     return WorkerProcess(env, base / name, base / f"{name}.log").start(), topics
 

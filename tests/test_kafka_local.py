@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pioneer_telemetry.kafka_local import LocalBroker, free_port, port_is_free
 from streams.topics import TopicSettings, TopicSpec, ensure_topics, topic_specs
+from tests.helpers import kafka_settings
 
 pytestmark = pytest.mark.kafka
 CLI = [sys.executable, "-m", "pioneer_telemetry"]
@@ -79,15 +80,15 @@ def test_topics_are_created_with_the_configured_partitions(kafka_broker: str) ->
         partitions=3,
     )
     specs = topic_specs(settings)
-    first = asyncio.run(ensure_topics(kafka_broker, specs))
+    first = asyncio.run(ensure_topics(kafka_settings(kafka_broker), specs))
     assert {(c.name, c.action, c.partitions) for c in first} == {(s.name, "created", 3) for s in specs}
     assert asyncio.run(partition_counts(kafka_broker, [s.name for s in specs])) == {s.name: 3 for s in specs}
 
-    again = asyncio.run(ensure_topics(kafka_broker, specs))
+    again = asyncio.run(ensure_topics(kafka_settings(kafka_broker), specs))
     assert {c.action for c in again} == {"ok"}
 
     grown = [TopicSpec(specs[0].name, 5, 1)]
-    assert [c.action for c in asyncio.run(ensure_topics(kafka_broker, grown))] == ["grown"]
+    assert [c.action for c in asyncio.run(ensure_topics(kafka_settings(kafka_broker), grown))] == ["grown"]
     assert asyncio.run(partition_counts(kafka_broker, [specs[0].name])) == {specs[0].name: 5}
 
 

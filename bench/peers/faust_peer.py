@@ -19,6 +19,7 @@ from peers.peerlib import (
     finish,
     parse_args,
 )
+from pioneer_telemetry.config import KafkaSettings
 from streams.aggregate import MINUTE_MS, event_time, window_start
 from streams.topics import TopicSpec, ensure_topics
 
@@ -95,7 +96,7 @@ def main() -> None:
         TopicSpec(f"{args.group}-{table}-changelog", args.partitions, 1, {"cleanup.policy": "compact"})
         for table in TABLES
     ]
-    asyncio.run(ensure_topics(args.bootstrap, changelogs))
+    asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=args.bootstrap), changelogs))
     resume = asyncio.run(committed_offsets(args)) if args.ends is not None else None
     tracker = Tracker(args.ends, resume)
     app = create_app(args, tracker)
