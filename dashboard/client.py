@@ -45,15 +45,17 @@ class Span:
 
 
 class Api:
-    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 10.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def get(self, endpoint: str, /, **params: str | int | None) -> Any:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         url = f"{self.base_url}/api/v1/{endpoint}" + (f"?{query}" if query else "")
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+            request = urllib.request.Request(url, headers=self._headers)
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return json.load(response)
         except urllib.error.HTTPError as error:
             try:

@@ -26,6 +26,8 @@ class DashboardSettings(ComponentSettings):
 
     api_url: str = "http://127.0.0.1:6066"
     """Any worker's read API (every worker answers for the whole platform)."""
+    api_token: SecretStr | None = None
+    """The workers' bearer token (PIONEER_WORKER_API_TOKEN); from a file: PIONEER_DASHBOARD_API_TOKEN_FILE."""
     host: str = "127.0.0.1"
     port: int = Field(default=8501, ge=1, le=65535)
     base_url_path: str = ""

@@ -40,7 +40,9 @@ def settings() -> DashboardSettings:
 
 
 def api() -> Api:
-    return Api(settings().api_url, settings().timeout_s)
+    current = settings()
+    token = current.api_token.get_secret_value() if current.api_token else None
+    return Api(current.api_url, current.timeout_s, token)
 
 
 def viewer_zone() -> ZoneInfo:
@@ -52,9 +54,9 @@ def now_ms() -> int:
 
 
 @st.cache_data(ttl=timedelta(seconds=5), show_spinner=False)
-def _minutes_held_from(api_url: str, timeout_s: float) -> int | None:
+def _minutes_held_from(api_url: str) -> int | None:
     try:
-        return Api(api_url, timeout_s).health().get("held_from_ms", {}).get("minute")
+        return api().health().get("held_from_ms", {}).get("minute")
     except ApiError:
         return None  # the page's own requests say what is wrong
 
@@ -62,7 +64,7 @@ def _minutes_held_from(api_url: str, timeout_s: float) -> int | None:
 def minutes_held_from() -> int | None:
     """The oldest minute window the worker still holds (by stream time): ranges from there on are shown
     by the minute."""
-    return _minutes_held_from(settings().api_url, settings().timeout_s)
+    return _minutes_held_from(settings().api_url)
 
 
 # -- filters (query parameters: every widget is bound to one, so a URL shares the view) ----------------
@@ -221,6 +223,13 @@ def api_problem(error: ApiError) -> None:
             f"Tried `{error.url}`. Retrying every {every}. Is `pioneer-telemetry worker` running there? "
             "Set `PIONEER_DASHBOARD_API_URL` (or `--api-url`) to another worker's address.",
             icon=":material/cloud_off:",
+        )
+    elif error.status == 401:
+        st.error(
+            f"**The worker's API at {settings().api_url} wants a token**: set `PIONEER_DASHBOARD_API_TOKEN` "
+            "(or `PIONEER_DASHBOARD_API_TOKEN_FILE`) to the workers' `PIONEER_WORKER_API_TOKEN`.\n\n"
+            f"Tried `{error.url}`. Retrying every {every}.",
+            icon=":material/lock:",
         )
     else:
         st.error(

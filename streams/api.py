@@ -1,5 +1,8 @@
 """The worker's read API (JSON over HTTP, Faust web views); documented in docs/api.md.
 
+Every endpoint but `live` asks for the bearer token `WorkerSettings.api_token` (compared in constant
+time), the fan-out between workers included; without a token the worker listens on loopback only.
+
 Every window is stored as per-partition partials on the worker that owns the partition. A public
 endpoint asks every worker of the cluster (Faust's partition assignment says which, and where) for its
 local partials over the requested range, merges them and answers, so any worker answers every query.
@@ -8,6 +11,8 @@ local partials over the requested range, merges them and answers, so any worker 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +37,8 @@ from streams.aggregate import (
 
 if TYPE_CHECKING:
     from streams.worker import Pipeline
+
+log = logging.getLogger(__name__)
 
 API = "/api/v1"
 MAX_WINDOWS = 24 * 60 * 8  # a request may span at most this many windows (8 days of minutes)
@@ -97,9 +104,17 @@ def _namespace(request: Request) -> str | None:
 class ReadApi:
     """Local partial reads, cluster-wide fan-out and the public views' computations."""
 
-    def __init__(self, app: faust.App, pipeline: Pipeline) -> None:
+    def __init__(self, app: faust.App, pipeline: Pipeline, token: str | None) -> None:
         self.app = app
         self.pipeline = pipeline
+        self.token = token
+        self._authorization = f"Bearer {token}".encode() if token else None
+
+    def authorized(self, request: Request) -> bool:
+        if self._authorization is None:
+            return True
+        given = request.headers.get("Authorization", "").encode()
+        return hmac.compare_digest(given, self._authorization)
 
     async def span(self, request: Request) -> TimeRange:
         """The request's `from_ms`/`to_ms` (by default the last hour of the wall clock) and `resolution`
@@ -172,10 +187,13 @@ class ReadApi:
             return None  # answered locally by the caller
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-            session.get(f"{url}{API}/local/{path}", params=params) as response,
+            session.get(f"{url}{API}/local/{path}", params=params, headers=self._headers()) as response,
         ):
             response.raise_for_status()
             return orjson.loads(await response.read())
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def cluster_windows(self, span: TimeRange) -> dict[int, Window]:
         """Merged windows of the whole cluster for the span."""
@@ -401,11 +419,19 @@ def notebook_detail(
     }
 
 
-def register_api(app: faust.App, pipeline: Pipeline) -> None:
-    api = ReadApi(app, pipeline)
+def register_api(app: faust.App, pipeline: Pipeline, token: str | None) -> None:
+    api = ReadApi(app, pipeline, token)
+    if token is None:
+        log.warning("read API without a token (PIONEER_WORKER_API_TOKEN): listening on 127.0.0.1 only")
 
     def guarded(handler: Any) -> Any:
         async def view(self: View, request: Request, **kwargs: Any) -> Response:
+            if not api.authorized(request):
+                return self.json(
+                    {"error": "a valid bearer token is required"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="pioneer-telemetry"'},
+                )
             try:
                 return self.json(await handler(request, **kwargs))
             except BadRequest as error:
@@ -473,6 +499,12 @@ def register_api(app: faust.App, pipeline: Pipeline) -> None:
             "last_24h": {key: totals[key] for key in ("events", "late", "duplicates", "dead_letters")},
             "crashes": {worker["worker"]: worker["last_crash"] for worker in workers if worker["last_crash"]},
         }
+
+    async def live(self: View, request: Request) -> Response:
+        """Liveness: the web server answers. No data, no token (for probes)."""
+        return self.json({"status": "ok"})
+
+    app.page(f"{API}/live", name="live")(type("live", (View,), {"get": live}))
 
     routes = {
         f"{API}/local/windows": local_windows,

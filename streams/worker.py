@@ -31,6 +31,7 @@ import faust
 import orjson
 from faust.streams import _current_event
 from faust.types import EventT
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from pioneer_telemetry.config import ComponentSettings, KafkaSettings, state_dir
@@ -57,7 +58,7 @@ class WorkerSettings(ComponentSettings):
     model_config = SettingsConfigDict(env_prefix="PIONEER_WORKER_")
 
     app_id: str = "pioneer-telemetry"
-    web_host: str = "127.0.0.1"
+    web_host: str = "127.0.0.1"  # without api_token, always 127.0.0.1
     web_port: int = 6066
     canonical_url: str | None = None  # how other workers reach this one; default http://web_host:web_port
     data_dir: Path = state_dir() / "worker"
@@ -70,6 +71,12 @@ class WorkerSettings(ComponentSettings):
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0  # how soon the group notices a crashed worker and hands its partitions on
     publish_events: bool = True  # write parsed events to the events topic for downstream consumers
+    api_token: SecretStr | None = None  # bearer token of the read API (workers and the dashboard share it)
+
+    @property
+    def bind_host(self) -> str:
+        """Where the read API listens: nowhere but loopback while it has no token to ask for."""
+        return self.web_host if self.api_token is not None else "127.0.0.1"
 
 
 @dataclass
@@ -370,10 +377,15 @@ def create_app(
         broker_credentials=faust_credentials(kafka),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir),
-        web_host=settings.web_host,
+        web_host=settings.bind_host,
         web_port=settings.web_port,
-        web_bind=settings.web_host,
-        canonical_url=settings.canonical_url or f"http://{settings.web_host}:{settings.web_port}",
+        web_bind=settings.bind_host,
+        canonical_url=settings.canonical_url or f"http://{settings.bind_host}:{settings.web_port}",
+        # Faust's own pages (table contents among them) would bypass the API's token: only ours are served
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         topic_partitions=topics.partitions,
         topic_replication_factor=topics.replication_factor,
         consumer_auto_offset_reset="earliest",
@@ -402,5 +414,5 @@ def create_app(
                 pipeline.last_crash = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {error!r}"
                 raise
 
-    register_api(app, pipeline)
+    register_api(app, pipeline, settings.api_token.get_secret_value() if settings.api_token else None)
     return app

@@ -158,8 +158,12 @@ class WorkerProcess:
         return self
 
     def get(self, endpoint: str, /, **params: Any) -> Any:
+        """An API answer, with the worker's own token when it has one."""
         query = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in params.items())
-        with urllib.request.urlopen(f"{self.url}/api/v1/{endpoint}?{query}", timeout=15) as response:
+        token = self.env.get("PIONEER_WORKER_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"{self.url}/api/v1/{endpoint}?{query}", headers=headers)
+        with urllib.request.urlopen(request, timeout=15) as response:
             return json.load(response)
 
     def wait_until(self, check: Any, timeout_s: float = 120, what: str = "condition") -> Any:
