@@ -11,9 +11,20 @@ per connection:
   `{"ack": chunk}`; a message without `chunk` gets no reply), `compressed` ("gzip" or "text");
   `size` is ignored.
 
-Not implemented: the HELO/PING/PONG handshake (only needed for `shared_key` / user authentication, which
-this server does not offer; it never sends HELO, so clients skip it), TLS, Fluentd's UDP heartbeat,
-JSON instead of msgpack, zstd, and Fluent Bit's metrics and traces (option `fluent_signal` other than 0).
+Authentication (`ForwardAuth`): the secure-forward handshake as Fluent Bit's `forward` output
+(`Shared_Key`, `Username`, `Password`) and Fluentd's `<security>` speak it. The server sends
+`["HELO", {nonce, auth, keepalive}]`; the client answers `["PING", hostname, salt, sha512_hex(salt +
+hostname + nonce + shared_key), username, sha512_hex(auth_salt + username + password)]`; the server
+checks both digests (constant time) and answers `["PONG", ok, reason, hostname, sha512_hex(salt +
+server hostname + nonce + shared_key)]`. A client that fails is refused before any record is read. TLS
+(`ssl`) wraps the whole connection; plain TCP to a TLS server fails its handshake.
+
+What one peer can cost is bounded: `max_connections` open at once (more are closed at once), a
+connection idle for `idle_timeout_s` is closed (one that has not completed the handshake within
+`HANDSHAKE_TIMEOUT_S`, too), a PING may take `HANDSHAKE_BYTES` and a message `MAX_MESSAGE_BYTES`.
+
+Not implemented: Fluentd's UDP heartbeat, JSON instead of msgpack, zstd, and Fluent Bit's metrics and
+traces (option `fluent_signal` other than 0).
 
 A malformed or oversized message closes that client's connection, with a warning; others go on. Records
 of that message decoded before the fault may already be delivered; it is not acknowledged, so a client
@@ -23,14 +34,18 @@ that asked for an ack sends them again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import math
+import os
 import re
 import reprlib
+import ssl
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -43,6 +58,9 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """Largest message, and largest entry of a (decompressed) packed event stream, a client may send. Fluent
 Bit's own forward input allows 6 MB; Fluentd's default memory buffer chunk is 8 MB."""
+
+HANDSHAKE_BYTES = 4096
+HANDSHAKE_TIMEOUT_S = 10.0
 
 _READ_SIZE = 64 * 1024
 # A message of MAX_MESSAGE_BYTES must fit whatever the read boundaries: the unpacker may already hold
@@ -79,7 +97,7 @@ class _ProtocolError(Exception):
 class _Decoder:
     """Streaming msgpack for untrusted input: bounded in memory, and any decoding error a protocol error."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = _UNPACKER_LIMIT) -> None:
         # surrogateescape: Fluentd sends packed entries as a str of binary data, which must survive
         # decoding; `_text` turns such escapes into U+FFFD where a string is used as text.
         self._unpacker = msgpack.Unpacker(
@@ -87,8 +105,9 @@ class _Decoder:
             strict_map_key=False,
             unicode_errors="surrogateescape",
             ext_hook=_ext_hook,
-            max_buffer_size=_UNPACKER_LIMIT,
+            max_buffer_size=limit,
         )
+        self._limit = limit
         self._fed = 0
 
     def decode(self, data: bytes) -> Iterator[Any]:
@@ -96,7 +115,7 @@ class _Decoder:
         try:
             self._unpacker.feed(data)
         except msgpack.BufferFull:
-            raise _ProtocolError(f"message (or packed entry) larger than {MAX_MESSAGE_BYTES} bytes") from None
+            raise _ProtocolError(f"message (or packed entry) larger than {self._limit} bytes") from None
         self._fed += len(data)
         try:
             yield from self._unpacker
@@ -119,6 +138,22 @@ class ForwardStats:
     records_skipped: int = 0  # entries without a textual `log` or `message`
     messages_acked: int = 0
     protocol_errors: int = 0  # connections closed for malformed, oversized or truncated input
+    handshakes_refused: int = 0  # wrong shared key or user, or no PING in time
+    connections_refused: int = 0  # over max_connections
+    idle_closed: int = 0
+
+
+@dataclass(frozen=True)
+class ForwardAuth:
+    """The secure-forward handshake's secrets: the shared key, and users (name -> password) if any."""
+
+    shared_key: str
+    hostname: str  # ours, as the PONG names it
+    users: Mapping[str, str] = field(default_factory=dict)
+
+
+class _Refused(Exception):
+    """The client failed the handshake; the reason goes back in the PONG."""
 
 
 @dataclass(slots=True)
@@ -141,10 +176,24 @@ class ForwardServer:
     reconnects (or resends an unacknowledged chunk) starts again from another port at offset 0.
     """
 
-    def __init__(self, sink: LineSink, host: str = "127.0.0.1", port: int = 24224) -> None:
+    def __init__(
+        self,
+        sink: LineSink,
+        host: str = "127.0.0.1",
+        port: int = 24224,
+        *,
+        auth: ForwardAuth | None = None,
+        tls: ssl.SSLContext | None = None,
+        max_connections: int = 100,
+        idle_timeout_s: float = 300.0,
+    ) -> None:
         self.sink = sink
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
+        self.auth = auth
+        self.tls = tls
+        self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
         self.stats = ForwardStats()
         self._server: asyncio.Server | None = None
         self._closing = False
@@ -152,9 +201,18 @@ class ForwardServer:
         self._idle: set[asyncio.Task[None]] = set()  # handlers waiting for the next bytes
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        tls = {"ssl": self.tls, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT_S} if self.tls else {}
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, **tls)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("forward protocol server listening on %s:%d", self.host, self.port)
+        log.info(
+            "forward protocol server listening on %s:%d (%s, %s)",
+            self.host,
+            self.port,
+            "TLS" if self.tls else "plain TCP",
+            "shared key" + (" and users" if self.auth and self.auth.users else "")
+            if self.auth
+            else "no auth",
+        )
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Stop accepting, give connections `grace_s` to finish (and acknowledge) the messages they have
@@ -175,24 +233,35 @@ class ForwardServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        conn = _Connection(_peer_name(writer), writer)
+        if self.stats.connections_open >= self.max_connections:
+            self.stats.connections_refused += 1
+            log.warning("forward client %s: over %d connections; closing it", conn.peer, self.max_connections)
+            writer.close()
+            return
         self._handlers.add(task)
         self.stats.connections_accepted += 1
         self.stats.connections_open += 1
-        conn = _Connection(_peer_name(writer), writer)
         decoder = _Decoder()
         try:
+            if self.auth is not None:
+                await self._handshake(reader, conn, self.auth)
             while not self._closing:
-                self._idle.add(task)
-                try:
-                    data = await reader.read(_READ_SIZE)
-                finally:
-                    self._idle.discard(task)
+                data = await self._read(reader, task, self.idle_timeout_s)
                 if not data:
                     if decoder.pending:
                         raise _ProtocolError(f"disconnected {decoder.pending} bytes into a message")
                     break
                 for message in decoder.decode(data):
                     await self._receive(conn, message)
+        except TimeoutError:
+            self.stats.idle_closed += 1
+            log.info(
+                "forward client %s: idle for %.0f s; closing its connection", conn.peer, self.idle_timeout_s
+            )
+        except _Refused as refusal:
+            self.stats.handshakes_refused += 1
+            log.warning("forward client %s refused: %s", conn.peer, refusal)
         except _ProtocolError as error:
             self.stats.protocol_errors += 1
             log.warning("forward client %s: %s; closing its connection", conn.peer, error)
@@ -209,6 +278,47 @@ class ForwardServer:
             self._handlers.discard(task)
             self.stats.connections_open -= 1
             writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader, task: asyncio.Task[None], timeout_s: float) -> bytes:
+        """The next bytes, or TimeoutError after `timeout_s` without any; `close` cancels this wait."""
+        self._idle.add(task)
+        try:
+            return await asyncio.wait_for(reader.read(_READ_SIZE), timeout_s)
+        finally:
+            self._idle.discard(task)
+
+    async def _handshake(self, reader: asyncio.StreamReader, conn: _Connection, auth: ForwardAuth) -> None:
+        """HELO, the client's PING, our PONG: returns once the client proved the shared key (and its user's
+        password); raises `_Refused` (after telling the client why) otherwise. No record is read before."""
+        task = asyncio.current_task()
+        assert task is not None
+        nonce, user_salt = os.urandom(16), os.urandom(16) if auth.users else b""
+        conn.writer.write(msgpack.packb(["HELO", {"nonce": nonce, "auth": user_salt, "keepalive": True}]))
+        await conn.writer.drain()
+        decoder = _Decoder(HANDSHAKE_BYTES)
+        deadline = asyncio.get_running_loop().time() + HANDSHAKE_TIMEOUT_S
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                data = await self._read(reader, task, max(left, 0.0))
+            except TimeoutError:
+                raise _Refused(f"no PING within {HANDSHAKE_TIMEOUT_S:.0f} s") from None
+            if not data:
+                raise _Refused("disconnected before its PING")
+            messages = list(decoder.decode(data))
+            if messages:
+                break
+        if len(messages) > 1 or decoder.pending:
+            raise _ProtocolError("sent records before the handshake completed")
+        try:
+            salt = _check_ping(messages[0], nonce, user_salt, auth)
+        except _Refused as refusal:
+            conn.writer.write(msgpack.packb(["PONG", False, str(refusal), auth.hostname, ""]))
+            await conn.writer.drain()
+            raise
+        digest = _digest(salt, auth.hostname.encode(), nonce, auth.shared_key.encode())
+        conn.writer.write(msgpack.packb(["PONG", True, "", auth.hostname, digest]))
+        await conn.writer.drain()
 
     async def _receive(self, conn: _Connection, message: object) -> None:
         """Submit a message's records in batches; acknowledge it, if asked, once the sink has them all."""
@@ -247,6 +357,36 @@ class ForwardServer:
         conn.writer.write(msgpack.packb({"ack": chunk}, unicode_errors="surrogateescape"))
         await conn.writer.drain()
         self.stats.messages_acked += 1
+
+
+def _digest(*parts: bytes) -> str:
+    return hashlib.sha512(b"".join(parts)).hexdigest()
+
+
+def _raw(value: object) -> bytes:
+    """A handshake field as bytes: clients send salts and names as str or bin."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    raise _Refused("invalid PING")
+
+
+def _check_ping(ping: object, nonce: bytes, user_salt: bytes, auth: ForwardAuth) -> bytes:
+    """The PING's shared-key salt, once its digests are right; `_Refused` otherwise."""
+    if not (isinstance(ping, list) and len(ping) == 6 and ping[0] == "PING"):
+        raise _Refused("invalid PING")
+    _, hostname, salt, key_digest, username, password_digest = ping
+    expected = _digest(_raw(salt), _raw(hostname), nonce, auth.shared_key.encode())
+    if not hmac.compare_digest(_raw(key_digest), expected.encode()):
+        raise _Refused("shared_key mismatch")
+    if auth.users:
+        name = _raw(username).decode("utf-8", "replace")
+        password = auth.users.get(name)
+        right = _digest(user_salt, _raw(username), (password or "").encode())
+        if not hmac.compare_digest(_raw(password_digest), right.encode()) or password is None:
+            raise _Refused("username/password mismatch")
+    return _raw(salt)
 
 
 def _parse_message(message: object) -> tuple[str, Iterable[Any], dict[Any, Any]]:

@@ -14,7 +14,7 @@ from prometheus_client import start_http_server
 
 from collector.checkpoint import CheckpointStore
 from collector.edge import PodFilter
-from collector.forward import ForwardServer
+from collector.forward import ForwardAuth, ForwardServer
 from collector.kafka_sink import KafkaSink
 from collector.lines import kubernetes_metadata
 from collector.metrics import COLLECTOR_METRICS as METRICS
@@ -71,6 +71,15 @@ async def start_producer(
             backoff = min(backoff * 2, 30.0)
 
 
+def forward_auth(settings: CollectorSettings) -> ForwardAuth | None:
+    if settings.forward_shared_key is None:
+        return None
+    users = {}
+    if settings.forward_username is not None and settings.forward_password is not None:
+        users[settings.forward_username] = settings.forward_password.get_secret_value()
+    return ForwardAuth(settings.forward_shared_key.get_secret_value(), settings.forward_hostname, users)
+
+
 async def run_collector(
     settings: CollectorSettings,
     kafka: KafkaSettings,
@@ -113,7 +122,20 @@ async def run_collector(
             )
             sources.append(asyncio.create_task(tailer.run(stop), name="files"))
         if settings.forward_port is not None:
-            forward = ForwardServer(sink, host=settings.forward_host, port=settings.forward_port)
+            forward = ForwardServer(
+                sink,
+                host=settings.forward_bind_host,
+                port=settings.forward_port,
+                auth=forward_auth(settings),
+                tls=settings.forward_tls(),
+                max_connections=settings.forward_max_connections,
+                idle_timeout_s=settings.forward_idle_timeout_s,
+            )
+            if forward.auth is None:
+                log.warning(
+                    "forward input without a shared key (PIONEER_COLLECTOR_FORWARD_SHARED_KEY): "
+                    "listening on 127.0.0.1 only"
+                )
             await forward.start()
         if stdin is not None:
             meta = PodMeta(pod=stdin.pod, namespace=stdin.namespace, container=stdin.container)
