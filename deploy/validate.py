@@ -246,7 +246,7 @@ def check_worker(sts: dict[str, Any], services: dict[str, dict[str, Any]]) -> li
 
 # --------------------------------------------------------------------------------------------- strimzi
 
-# Hand-written from Strimzi's documentation (API reference of Kafka, KafkaNodePool and KafkaTopic):
+# Hand-written from Strimzi's documentation (API reference of Kafka, KafkaNodePool, KafkaTopic, KafkaUser):
 # required fields, types and enums of what this chart renders. It is a shape check, not Strimzi's schema.
 _NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}
 _CLUSTER_LABEL = {
@@ -298,7 +298,13 @@ STRIMZI_SHAPES: dict[str, dict[str, Any]] = {
                                             ]
                                         },
                                         "tls": {"type": "boolean"},
-                                        "authentication": {"type": "object"},
+                                        "authentication": {
+                                            "type": "object",
+                                            "required": ["type"],
+                                            "properties": {
+                                                "type": {"enum": ["tls", "scram-sha-512", "oauth", "custom"]}
+                                            },
+                                        },
                                         "configuration": {"type": "object"},
                                         "networkPolicyPeers": {"type": "array"},
                                     },
@@ -307,6 +313,11 @@ STRIMZI_SHAPES: dict[str, dict[str, Any]] = {
                             "config": {
                                 "type": "object",
                                 "additionalProperties": {"type": ["string", "integer", "boolean", "number"]},
+                            },
+                            "authorization": {
+                                "type": "object",
+                                "required": ["type"],
+                                "properties": {"type": {"enum": ["simple", "keycloak", "custom"]}},
                             },
                         },
                     },
@@ -361,6 +372,78 @@ STRIMZI_SHAPES: dict[str, dict[str, Any]] = {
                                         "class": {"type": "string"},
                                         "deleteClaim": {"type": "boolean"},
                                         "kraftMetadata": {"enum": ["shared"]},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "KafkaUser": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "metadata": {
+                **_CLUSTER_LABEL,
+                "required": ["name", "labels"],
+                "properties": {**_CLUSTER_LABEL["properties"], "name": _NAME},
+            },
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "authentication": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {"type": {"enum": ["tls", "tls-external", "scram-sha-512"]}},
+                    },
+                    "authorization": {
+                        "type": "object",
+                        "required": ["type", "acls"],
+                        "properties": {
+                            "type": {"enum": ["simple"]},
+                            "acls": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["resource", "operations"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "type": {"enum": ["allow", "deny"]},
+                                        "host": {"type": "string"},
+                                        "resource": {
+                                            "type": "object",
+                                            "required": ["type"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "type": {
+                                                    "enum": ["topic", "group", "cluster", "transactionalId"]
+                                                },
+                                                "name": {"type": "string"},
+                                                "patternType": {"enum": ["literal", "prefix"]},
+                                            },
+                                        },
+                                        "operations": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "items": {
+                                                "enum": [
+                                                    "Read",
+                                                    "Write",
+                                                    "Create",
+                                                    "Delete",
+                                                    "Alter",
+                                                    "Describe",
+                                                    "ClusterAction",
+                                                    "AlterConfigs",
+                                                    "DescribeConfigs",
+                                                    "IdempotentWrite",
+                                                    "All",
+                                                ]
+                                            },
+                                        },
                                     },
                                 },
                             },

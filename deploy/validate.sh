@@ -191,7 +191,7 @@ refuses() {  # refuses MESSAGE --set ...: the chart must fail to render, saying 
   echo "refused: $* ($message)"
 }
 refusals() {
-  refuses "SASL/TLS client settings are not implemented" --set kafka.external.securityProtocol=SASL_SSL
+  refuses "needs kafka.external.sasl.username and sasl.existingSecret" --set kafka.external.sasl.existingSecret=
   refuses "more than topics.partitions" --set worker.replicas=9
   refuses "use topics.create=strimzi" --set kafka.mode=strimzi --set topics.create=job
   refuses "needs kafka.mode=strimzi" --set topics.create=strimzi

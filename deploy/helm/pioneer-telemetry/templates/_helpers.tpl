@@ -64,10 +64,89 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "pt.kafkaBootstrap" -}}
 {{- if eq .Values.kafka.mode "strimzi" -}}
-{{- printf "%s-kafka-bootstrap.%s.svc:9092" (include "pt.strimziCluster" .) .Release.Namespace -}}
+{{- printf "%s-kafka-bootstrap.%s.svc:9093" (include "pt.strimziCluster" .) .Release.Namespace -}}
 {{- else -}}
 {{- .Values.kafka.external.bootstrapServers -}}
 {{- end -}}
+{{- end -}}
+
+{{/* How our clients authenticate to Kafka, resolved for both modes:
+     dict protocol, mechanism, username, passwordSecret, passwordKey, caSecret, caKey, clientSecret.
+     Strimzi: its TLS listener with the KafkaUser's SCRAM-SHA-512 password and the cluster CA. */}}
+{{- define "pt.kafkaSecurity" -}}
+{{- if eq .Values.kafka.mode "strimzi" -}}
+{{- $cluster := include "pt.strimziCluster" . -}}
+{{- toYaml (dict "protocol" "SASL_SSL" "mechanism" "SCRAM-SHA-512" "username" (include "pt.kafkaUser" .)
+      "passwordSecret" (include "pt.kafkaUser" .) "passwordKey" "password"
+      "caSecret" (printf "%s-cluster-ca-cert" $cluster) "caKey" "ca.crt" "clientSecret" "") -}}
+{{- else -}}
+{{- $e := .Values.kafka.external -}}
+{{- $sasl := hasPrefix "SASL_" $e.securityProtocol -}}
+{{- $tls := has $e.securityProtocol (list "SSL" "SASL_SSL") -}}
+{{- toYaml (dict "protocol" $e.securityProtocol
+      "mechanism" (ternary $e.sasl.mechanism "" $sasl) "username" (ternary $e.sasl.username "" $sasl)
+      "passwordSecret" (ternary $e.sasl.existingSecret "" $sasl) "passwordKey" $e.sasl.passwordKey
+      "caSecret" (ternary $e.tls.caSecret "" $tls) "caKey" $e.tls.caKey
+      "clientSecret" (ternary $e.tls.clientSecret "" $tls)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pt.kafkaUser" -}}
+{{- default (include "pt.fullname" .) .Values.kafka.strimzi.user.name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The API token's Secret: the user's, or the one this chart generates. */}}
+{{- define "pt.apiTokenSecret" -}}
+{{- default (include "pt.component" (dict "root" . "component" "api")) .Values.api.existingSecret -}}
+{{- end -}}
+
+{{/* Secrets as files under /var/run/secrets/pioneer, as the settings' *_FILE variables read them:
+     include "pt.secretSources" (dict "root" $ "kafka" true "api" true); empty when none is needed. */}}
+{{- define "pt.secretSources" -}}
+{{- $root := .root -}}
+{{- if .kafka -}}
+{{- $k := include "pt.kafkaSecurity" $root | fromYaml -}}
+{{- if $k.passwordSecret }}
+- secret:
+    name: {{ $k.passwordSecret }}
+    items: [{key: {{ $k.passwordKey }}, path: kafka-password}]
+{{- end }}
+{{- if $k.caSecret }}
+- secret:
+    name: {{ $k.caSecret }}
+    items: [{key: {{ $k.caKey }}, path: kafka-ca.crt}]
+{{- end }}
+{{- if $k.clientSecret }}
+- secret:
+    name: {{ $k.clientSecret }}
+    items: [{key: tls.crt, path: kafka-client.crt}, {key: tls.key, path: kafka-client.key}]
+{{- end }}
+{{- end }}
+{{- if .api }}
+- secret:
+    name: {{ include "pt.apiTokenSecret" $root }}
+    items: [{key: {{ $root.Values.api.tokenKey }}, path: api-token}]
+{{- end }}
+{{- end -}}
+
+{{/* The volume (and its mount) for pt.secretSources; nothing when there are no sources. */}}
+{{- define "pt.secretsVolume" -}}
+{{- $sources := include "pt.secretSources" . | trim -}}
+{{- if $sources -}}
+- name: secrets
+  projected:
+    defaultMode: 0440  # group: the pods' fsGroup
+    sources:
+      {{- $sources | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{- define "pt.secretsMount" -}}
+{{- if trim (include "pt.secretSources" .) -}}
+- name: secrets
+  mountPath: /var/run/secrets/pioneer
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* How topics are created: job | strimzi | none (resolves auto). */}}
@@ -97,12 +176,34 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.topics.replicationFactor | quote }}
 - name: PIONEER_TOPICS_RAW_RETENTION_DAYS
   value: {{ .Values.topics.rawRetentionDays | quote }}
+{{- $k := include "pt.kafkaSecurity" . | fromYaml }}
+- name: PIONEER_KAFKA_SECURITY_PROTOCOL
+  value: {{ $k.protocol | quote }}
+{{- if $k.mechanism }}
+- name: PIONEER_KAFKA_SASL_MECHANISM
+  value: {{ $k.mechanism | quote }}
+- name: PIONEER_KAFKA_SASL_USERNAME
+  value: {{ $k.username | quote }}
+- name: PIONEER_KAFKA_SASL_PASSWORD_FILE
+  value: /var/run/secrets/pioneer/kafka-password
+{{- end }}
+{{- if $k.caSecret }}
+- name: PIONEER_KAFKA_SSL_CAFILE
+  value: /var/run/secrets/pioneer/kafka-ca.crt
+{{- end }}
+{{- if $k.clientSecret }}
+- name: PIONEER_KAFKA_SSL_CERTFILE
+  value: /var/run/secrets/pioneer/kafka-client.crt
+- name: PIONEER_KAFKA_SSL_KEYFILE
+  value: /var/run/secrets/pioneer/kafka-client.key
+{{- end }}
 {{- end -}}
 
 {{/* Values that cannot work are refused here, with the reason, instead of rendering a broken release. */}}
 {{- define "pt.validate" -}}
-{{- if ne .Values.kafka.external.securityProtocol "PLAINTEXT" -}}
-{{- fail (printf "kafka.external.securityProtocol=%s: pioneer-telemetry's Kafka clients (collector, worker, topics job) implement PLAINTEXT only; SASL/TLS client settings are not implemented yet (docs/kubernetes.md)" .Values.kafka.external.securityProtocol) -}}
+{{- $e := .Values.kafka.external -}}
+{{- if and (eq .Values.kafka.mode "external") (hasPrefix "SASL_" $e.securityProtocol) (not (and $e.sasl.username $e.sasl.existingSecret)) -}}
+{{- fail (printf "kafka.external.securityProtocol=%s needs kafka.external.sasl.username and sasl.existingSecret (a Secret holding the password); set securityProtocol=PLAINTEXT only for a Kafka that is not shared" $e.securityProtocol) -}}
 {{- end -}}
 {{- if and (eq .Values.kafka.mode "external") (not .Values.kafka.external.bootstrapServers) -}}
 {{- fail "kafka.external.bootstrapServers is required with kafka.mode=external" -}}
