@@ -1,14 +1,16 @@
-# syntax=docker/dockerfile:1
 # One image for every component; the command is the `pioneer-telemetry` subcommand:
-#   docker run IMAGE worker | collect ... | dashboard | topics create | simulate ... | parse ...
-# Built and used by deploy/docker-compose.yml and the Helm chart (deploy/helm/pioneer-telemetry).
-# Checked by deploy/validate.sh (hadolint; the build context after .dockerignore builds the wheel; every
-# dependency is a binary wheel for linux/amd64). No image was built on the machine that wrote this file.
+#   docker run IMAGE worker | collect ... | dashboard | topics create | simulate ... | parse ... | --version
+# Used by deploy/docker-compose.yml and the Helm chart (deploy/helm/pioneer-telemetry).
+#
+# BASE_IMAGE is the official Python image for users. Where no registry is reachable (this project's CI),
+# deploy/docker/local-docker.sh builds it on a Debian base made with debootstrap instead (python3 at
+# /usr/bin): the Dockerfile calls `python3` and keeps the base's own layout, so both work.
+# GIT_COMMIT names the source commit: `pioneer-telemetry --version` prints it (from the venv's build-commit).
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- build: a virtualenv with the project and its dependencies ---------------------------------------
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE_IMAGE} AS build
 ARG TARGETARCH
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -21,12 +23,12 @@ RUN if [ "${TARGETARCH:-amd64}" != "amd64" ]; then \
       && rm -rf /var/lib/apt/lists/*; \
     fi
 
-RUN python -m venv /opt/pioneer-telemetry
+RUN python3 -m venv /opt/pioneer-telemetry
 WORKDIR /src
 
 # Dependencies first (their own layer, rebuilt only when pyproject.toml changes), then the project.
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
       > /tmp/requirements.txt \
     && /opt/pioneer-telemetry/bin/pip install -r /tmp/requirements.txt
 
@@ -35,14 +37,20 @@ COPY pioneer_telemetry pioneer_telemetry
 COPY streams streams
 COPY collector collector
 COPY dashboard dashboard
+# the installer leaves with the build: the final image runs the project, it installs nothing
+ARG GIT_COMMIT=""
 RUN /opt/pioneer-telemetry/bin/pip install --no-deps . \
-    && /opt/pioneer-telemetry/bin/pioneer-telemetry --help > /dev/null
+    && printf '%s\n' "${GIT_COMMIT}" > /opt/pioneer-telemetry/build-commit \
+    && /opt/pioneer-telemetry/bin/pioneer-telemetry --version \
+    && /opt/pioneer-telemetry/bin/pip uninstall --yes pip
 
 # --- final: the virtualenv on a clean base, a non-root user, no build tools ----------------------------
-FROM ${PYTHON_IMAGE}
+FROM ${BASE_IMAGE}
+ARG GIT_COMMIT=""
 LABEL org.opencontainers.image.title="pioneer-telemetry" \
       org.opencontainers.image.description="JupyterLab pioneer telemetry: pod logs -> Kafka -> Faust -> Streamlit" \
-      org.opencontainers.image.licenses="BSD-3-Clause"
+      org.opencontainers.image.licenses="BSD-3-Clause" \
+      org.opencontainers.image.revision="${GIT_COMMIT}"
 
 # uid/gid 10001: the Helm chart's securityContext and the compose file assume it. The directories are
 # mount points: a named volume mounted there starts with this ownership (compose's pod-logs volume, where

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test test-clock lint format deploy-check bench clean
+.PHONY: install up test test-clock lint format deploy-check compose-up compose-down bench clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,15 @@ bench: install
 
 deploy-check:
 	bash deploy/validate.sh
+
+# docker compose on this machine's own Docker engine (deploy/docker/local-docker.sh): engine, base image,
+# compose plugin, image, a local Kafka the containers reach, `compose up`; PIONEER_LOG_DIR is the folder
+# the collector tails (default: a named volume). compose-down stops all of it.
+compose-up: install
+	bash deploy/docker/local-docker.sh up
+
+compose-down: install
+	bash deploy/docker/local-docker.sh down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

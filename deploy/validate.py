@@ -533,15 +533,12 @@ def compose(path: str) -> list[str]:
             condition = dep.get("condition")
             if condition == "service_healthy" and "healthcheck" not in services[target]:
                 problems.append(f"{name}: waits for {target} to be healthy, which has no healthcheck")
-            if condition == "service_completed_successfully" and services[target].get("restart") not in (
-                None,
-                "no",
-                "on-failure",
-            ):
+            restart = str(services[target].get("restart", "no"))
+            if condition == "service_completed_successfully" and not restart.startswith(("no", "on-failure")):
                 problems.append(f"{name}: waits for {target} to complete, which restarts forever")
             if services[target].get("profiles") and not service.get("profiles"):
                 problems.append(f"{name}: depends on {target}, which only runs in a profile")
-        one_shot = service.get("restart") == "on-failure"
+        one_shot = str(service.get("restart", "")).startswith("on-failure")
         if not one_shot and "healthcheck" not in service:
             problems.append(f"{name}: long-running service without healthcheck")
         for volume in service.get("volumes", []):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validates everything under deploy/ without Docker or a cluster (neither exists where this runs):
+# Validates everything under deploy/ statically (tests/test_compose.py runs the image and compose for real):
 #   Dockerfile   hadolint; the build context after .dockerignore builds the wheel the image installs;
 #                every dependency resolves to a binary wheel for linux/amd64 (no compiler in the image)
 #   compose      the Compose Specification JSON schema (check-jsonschema's vendored copy) + our rules
@@ -131,7 +131,8 @@ step "Dockerfile: every dependency is a binary wheel for linux/amd64, CPython 3.
 
 # --- compose -------------------------------------------------------------------------------------------
 step "compose: Compose Specification schema" \
-  "$TOOLS/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/docker-compose.yml
+  "$TOOLS/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/docker-compose.yml \
+  deploy/compose.external-kafka.yml
 step "compose: services, dependencies, health checks, volumes" $CHECK compose deploy/docker-compose.yml
 cp deploy/docker-compose.yml "$OUT/docker-compose.yml"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -27,16 +29,39 @@ app.add_typer(topics_app, name="topics")
 DataDirOption = typer.Option(None, "--data-dir", help="Broker data directory (identifies the broker).")
 
 
+BUILD_COMMIT_FILE = Path(sys.prefix) / "build-commit"  # written by the Dockerfile into the image's venv
+
+
+def version_text() -> str:
+    """The installed version, and the commit an image was built from."""
+    text = f"pioneer-telemetry {importlib.metadata.version('pioneer-telemetry')}"
+    commit = BUILD_COMMIT_FILE.read_text().strip() if BUILD_COMMIT_FILE.is_file() else ""
+    return f"{text} (commit {commit})" if commit else text
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit
+
+
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
-def _local_kafka(port: int | None, data_dir: Path | None, secure: bool | None = None) -> LocalKafkaSettings:
-    overrides = {"port": port, "data_dir": data_dir, "secure": secure}
+def _local_kafka(
+    port: int | None, data_dir: Path | None, secure: bool | None = None, host: str | None = None
+) -> LocalKafkaSettings:
+    overrides = {"port": port, "data_dir": data_dir, "secure": secure, "host": host}
     return LocalKafkaSettings(**{key: value for key, value in overrides.items() if value is not None})
 
 
@@ -51,12 +76,17 @@ def kafka_start(
         "--secure",
         help="Clients only over SASL_SSL (SCRAM-SHA-512) or mutual TLS; writes DATA_DIR/client.env.",
     ),
+    host: str = typer.Option(
+        None, "--host", help="Address the client listeners bind and advertise (default 127.0.0.1)."
+    ),
 ) -> None:
     """Start the broker (downloads Kafka on first use) and print its bootstrap address once it answers."""
-    settings = _local_kafka(port, data_dir, secure)
+    settings = _local_kafka(port, data_dir, secure, host)
     broker = LocalBroker(settings.data_dir)
     try:
-        result = broker.start(settings.port, settings.heap, settings.start_timeout_s, settings.secure)
+        result = broker.start(
+            settings.port, settings.heap, settings.start_timeout_s, settings.secure, settings.host
+        )
     except LocalKafkaError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
@@ -64,7 +94,7 @@ def kafka_start(
     typer.echo(f"Kafka {state} (pid {result.state.pid}), data in {settings.data_dir}", err=True)
     if broker.secure:
         typer.echo(
-            f"secured: SASL_SSL on {result.state.bootstrap}, mutual TLS on 127.0.0.1:{result.state.mtls_port}; "
+            f"secured: SASL_SSL on {result.state.bootstrap}, mutual TLS on {result.state.host}:{result.state.mtls_port}; "
             f"clients: set -a; . {broker.client_env}; set +a   (or {broker.mtls_client_env})",
             err=True,
         )

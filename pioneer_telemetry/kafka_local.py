@@ -63,6 +63,7 @@ class LocalKafkaSettings(ComponentSettings):
     heap: str = "1g"
     start_timeout_s: float = 90.0
     secure: bool = False  # SASL_SSL (SCRAM-SHA-512) and mutual TLS only; see client.env in the data dir
+    host: str = "127.0.0.1"  # client listeners' address; the Docker bridge's to serve containers
 
 
 def resource_dir() -> Path:
@@ -138,12 +139,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """Whether a server could listen on the port now (TIME_WAIT leftovers do not count, as for Kafka)."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
         return True
@@ -179,10 +180,11 @@ class BrokerState:
     port: int
     controller_port: int
     mtls_port: int | None = None  # a secured broker's mutual-TLS listener
+    host: str = "127.0.0.1"  # where its client listeners bind, and the address they advertise
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ class LocalBroker:
             return {"bootstrap_servers": state.bootstrap}
         if mtls:
             return {
-                "bootstrap_servers": f"127.0.0.1:{state.mtls_port}",
+                "bootstrap_servers": f"{state.host}:{state.mtls_port}",
                 "security_protocol": "SSL",
                 "ssl_cafile": str(self.pki.ca),
                 "ssl_certfile": str(self.pki.client_cert),
@@ -259,9 +261,15 @@ class LocalBroker:
         return state if self._is_our_process(state.pid) else None
 
     def start(
-        self, port: int = 9092, heap: str = "1g", timeout_s: float = 90.0, secure: bool = False
+        self,
+        port: int = 9092,
+        heap: str = "1g",
+        timeout_s: float = 90.0,
+        secure: bool = False,
+        host: str = "127.0.0.1",
     ) -> StartResult:
-        """Start the broker (port 0 picks a free one) and return once it answers."""
+        """Start the broker (port 0 picks a free one) and return once it answers. `host`: where its client
+        listeners bind and what they advertise (e.g. the Docker bridge's address, for containers)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._lock():
             running = self.state()
@@ -274,12 +282,12 @@ class LocalBroker:
                     f"{'with' if self.secure else 'without'} --secure, or use another --data-dir"
                 )
             port = port or free_port()
-            if not port_is_free(port):
-                raise LocalKafkaError(f"port {port} on 127.0.0.1 is in use; choose another with --port")
+            if not port_is_free(port, host):
+                raise LocalKafkaError(f"port {port} on {host} is in use; choose another with --port")
             lib, java = ensure_jars(), java_executable()
-            state = BrokerState(0, port, free_port(), free_port() if secure else None)
+            state = BrokerState(0, port, free_port(), free_port() if secure else None, host)
             if secure and not formatted:
-                self.pki.create(["127.0.0.1", "localhost"])
+                self.pki.create(list(dict.fromkeys(["127.0.0.1", "localhost", host])))
                 self.scram_password_file.touch(mode=0o600)
                 self.scram_password_file.write_text(secrets.token_urlsafe(24))
             self._write_properties(state)
@@ -313,8 +321,8 @@ class LocalBroker:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "listeners": f"PLAINTEXT://{state.host}:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{state.host}:{port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -337,9 +345,9 @@ class LocalBroker:
         """Clients: SASL_SSL with SCRAM-SHA-512, or mutual TLS. The broker talks to itself (inter-broker
         and controller) over mutual TLS with its own certificate: nothing answers in plaintext."""
         return {
-            "listeners": f"SASL_SSL://127.0.0.1:{state.port},MTLS://127.0.0.1:{state.mtls_port},"
+            "listeners": f"SASL_SSL://{state.host}:{state.port},MTLS://{state.host}:{state.mtls_port},"
             f"CONTROLLER://127.0.0.1:{state.controller_port}",
-            "advertised.listeners": f"SASL_SSL://127.0.0.1:{state.port},MTLS://127.0.0.1:{state.mtls_port}",
+            "advertised.listeners": f"SASL_SSL://{state.host}:{state.port},MTLS://{state.host}:{state.mtls_port}",
             "listener.security.protocol.map": "SASL_SSL:SASL_SSL,MTLS:SSL,CONTROLLER:SSL",
             "inter.broker.listener.name": "MTLS",
             "listener.name.mtls.ssl.client.auth": "required",
@@ -406,7 +414,7 @@ class LocalBroker:
                 start_new_session=True,
                 close_fds=True,
             )
-        state = BrokerState(process.pid, state.port, state.controller_port, state.mtls_port)
+        state = BrokerState(process.pid, state.port, state.controller_port, state.mtls_port, state.host)
         self.state_file.write_text(json.dumps(state.__dict__))
         return state, process
 

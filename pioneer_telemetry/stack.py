@@ -83,7 +83,7 @@ class LocalStack:
         if not self.kafka.external:
             broker = LocalBroker(self.local_kafka.data_dir)
             local = self.local_kafka
-            result = broker.start(local.port, local.heap, local.start_timeout_s, local.secure)
+            result = broker.start(local.port, local.heap, local.start_timeout_s, local.secure, local.host)
             kafka = broker.client_settings(result.state)
             client_environment = broker.client_environment(result.state)
             if not result.already_running:

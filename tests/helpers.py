@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 
@@ -136,6 +136,49 @@ def worker_env(
     )
 
 
+class ReadsApi(Protocol):
+    """Anything that answers read API requests: an `ApiClient`, a `WorkerProcess`."""
+
+    def get(self, endpoint: str, /, **params: Any) -> Any: ...
+
+
+class ApiClient:
+    """The read API of a worker wherever it runs (a subprocess, a container), with its token if any."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url = url
+        self.token = token
+
+    def get(self, endpoint: str, /, **params: Any) -> Any:
+        query = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in params.items())
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(f"{self.url}/api/v1/{endpoint}?{query}", headers=headers)
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return json.load(response)
+
+    def wait_until(
+        self,
+        check: Any,
+        timeout_s: float = 120,
+        what: str = "condition",
+        alive: Callable[[], str | None] = lambda: None,
+    ) -> Any:
+        """Poll `check(self)` until it returns a truthy value; `alive` says why to give up early (or None)."""
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while time.monotonic() < deadline:
+            dead = alive()
+            assert dead is None, dead
+            try:
+                last = check(self)
+                if last:
+                    return last
+            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"{what} not reached in {timeout_s} s (last: {last!r})")
+
+
 class WorkerProcess:
     """`pioneer-telemetry worker` as a subprocess on a free port, with its own data dir."""
 
@@ -159,28 +202,18 @@ class WorkerProcess:
 
     def get(self, endpoint: str, /, **params: Any) -> Any:
         """An API answer, with the worker's own token when it has one."""
-        query = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in params.items())
-        token = self.env.get("PIONEER_WORKER_API_TOKEN")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        request = urllib.request.Request(f"{self.url}/api/v1/{endpoint}?{query}", headers=headers)
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return json.load(response)
+        return ApiClient(self.url, self.env.get("PIONEER_WORKER_API_TOKEN")).get(endpoint, **params)
 
     def wait_until(self, check: Any, timeout_s: float = 120, what: str = "condition") -> Any:
         """Poll `check(self)` until it returns a truthy value; the worker must stay alive meanwhile."""
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            assert self.process.poll() is None, self.log_tail()
-            try:
-                last = check(self)
-                if last:
-                    return last
-            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"{what} not reached in {timeout_s} s (last: {last!r})\n{self.log_tail()}")
+        try:
+            return ApiClient(self.url).wait_until(lambda _: check(self), timeout_s, what, self._died)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.log_tail()}") from None
+
+    def _died(self) -> str | None:
+        assert self.process is not None
+        return None if self.process.poll() is None else f"the worker exited\n{self.log_tail()}"
 
     def kill(self, signal_number: int) -> None:
         assert self.process is not None

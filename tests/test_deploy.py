@@ -123,7 +123,7 @@ def _dockerfile_env() -> list[tuple[str, dict[str, str]]]:
     return [("Dockerfile", dict(pairs))]
 
 
-SECRETS_DIR = "/var/run/secrets/pioneer/"  # where the chart mounts Secrets as files
+SECRETS_DIRS = ("/var/run/secrets/pioneer/", "/run/pioneer-secrets/")  # where the chart, compose mount them
 
 
 def _field_name(variable: str, model: type[ComponentSettings]) -> str:
@@ -173,7 +173,7 @@ def test_every_variable_is_a_setting_that_parses(
             monkeypatch.delenv(name)
         monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
         for name, value in env.items():
-            monkeypatch.setenv(name, str(mounted) if value.startswith(SECRETS_DIR) else value)
+            monkeypatch.setenv(name, str(mounted) if value.startswith(SECRETS_DIRS) else value)
         for model in used:
             try:
                 model()

@@ -13,7 +13,7 @@ from typing import Any
 from pioneer_telemetry.config import KafkaSettings
 from streams.topics import TopicSettings
 from tests.clock import iso, recent_hour
-from tests.helpers import CollectorThread, WorkerProcess, consume_envelopes, settings_for
+from tests.helpers import CollectorThread, ReadsApi, consume_envelopes, settings_for
 
 
 def simulate(out_dir: Path, *shape: str, users: int = 4, minutes: int = 6, seed: int = 7) -> dict[str, Any]:
@@ -38,14 +38,14 @@ def truth_range(truth: dict[str, Any]) -> dict[str, int]:
 
 
 def all_counted(truth: dict[str, Any]) -> Any:
-    def check(worker: WorkerProcess) -> bool:
+    def check(worker: ReadsApi) -> bool:
         overview = worker.get("overview", **truth_range(truth))
         return overview["current"]["events"] >= truth["total"]
 
     return check
 
 
-def assert_equals_truth(worker: WorkerProcess, truth: dict[str, Any]) -> None:
+def assert_equals_truth(worker: ReadsApi, truth: dict[str, Any]) -> None:
     """Every aggregate the API returns equals the simulator's ground truth."""
     span = truth_range(truth)
     slug = {user: pod["slug"] for user, pod in truth["pods"].items()}
