@@ -16,9 +16,16 @@ def element_height(chart: alt.Chart) -> int:
     return (chart.height if isinstance(chart.height, int) else HEIGHT) + 90
 
 
+AXIS_FORMATS = {"minute": "%H:%M", "hour": "%a %d %H:%M", "day": "%d %b"}
+TOOLTIP_FORMATS = {"minute": "%Y-%m-%d %H:%M", "hour": "%Y-%m-%d %H:%M", "day": "%a %Y-%m-%d"}
+
+
 def _time_axis(resolution: str) -> alt.X:
-    fmt = "%H:%M" if resolution == "minute" else "%a %d %H:%M"
-    return alt.X("time:T", title="Time", axis=alt.Axis(format=fmt, labelOverlap=True))
+    return alt.X("time:T", title="Time", axis=alt.Axis(format=AXIS_FORMATS[resolution], labelOverlap=True))
+
+
+def _window_tooltip(resolution: str) -> alt.Tooltip:
+    return alt.Tooltip("time:T", title="Window", format=TOOLTIP_FORMATS[resolution])
 
 
 def event_color_scale(names: list[str]) -> alt.Scale:
@@ -45,7 +52,7 @@ def events_chart(frame: pd.DataFrame, resolution: str) -> alt.Chart:
             ),
             order=alt.Order("order:Q"),
             tooltip=[
-                alt.Tooltip("time:T", title="Window", format="%Y-%m-%d %H:%M"),
+                _window_tooltip(resolution),
                 alt.Tooltip("event:N", title="Event"),
                 alt.Tooltip("events:Q", title="Events", format=","),
             ],
@@ -62,7 +69,7 @@ def users_chart(frame: pd.DataFrame, resolution: str) -> alt.Chart:
             x=_time_axis(resolution),
             y=alt.Y("active_users:Q", title=f"Active users per {resolution}", axis=alt.Axis(tickMinStep=1)),
             tooltip=[
-                alt.Tooltip("time:T", title="Window", format="%Y-%m-%d %H:%M"),
+                _window_tooltip(resolution),
                 alt.Tooltip("active_users:Q", title="Active users"),
                 alt.Tooltip("active_sessions:Q", title="Sessions"),
             ],
@@ -85,7 +92,7 @@ def executions_chart(frame: pd.DataFrame, resolution: str) -> alt.Chart:
                 legend=alt.Legend(orient="bottom"),
             ),
             tooltip=[
-                alt.Tooltip("time:T", title="Window", format="%Y-%m-%d %H:%M"),
+                _window_tooltip(resolution),
                 alt.Tooltip("series:N", title="Series"),
                 alt.Tooltip("count:Q", title="Count", format=","),
             ],

@@ -26,15 +26,11 @@ class ApiUnreachable(ApiError):
 
 @dataclass(frozen=True)
 class Span:
-    """A time range of event time, [from_ms, to_ms), at minute or hour resolution."""
+    """A time range of event time, [from_ms, to_ms), at minute, hour or day resolution."""
 
     from_ms: int
     to_ms: int
-    resolution: str  # "minute" | "hour"
-
-    @property
-    def size_ms(self) -> int:
-        return 60_000 if self.resolution == "minute" else 3_600_000
+    resolution: str  # "minute" | "hour" | "day"
 
     @property
     def minutes(self) -> float:

@@ -19,15 +19,20 @@ MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 STALE_S = 120.0  # no event processed for this long: "quiet" or "broken", not "live"
+UTC_ZONE = ZoneInfo("UTC")
 
 RANGES: dict[str, tuple[str, int | None]] = {
     "15m": ("Last 15 min", 15 * MINUTE_MS),
     "1h": ("Last hour", HOUR_MS),
     "24h": ("Last 24 h", DAY_MS),
     "7d": ("Last 7 days", 7 * DAY_MS),
+    "30d": ("Last 30 days", 30 * DAY_MS),
+    "term": ("Term", None),  # whole months, e.g. a semester
     "custom": ("Custom", None),
 }
 DEFAULT_RANGE = "1h"
+MAX_SPAN_DAYS = 400  # the worker keeps day windows 400 days
+TERM_MONTHS = 18  # how many months back a term may start
 
 # The events jupyterlab-pioneer logs, in a fixed order, with fixed colors: one family per hue.
 EVENT_COLORS: dict[str, str] = {
@@ -91,40 +96,96 @@ def to_ms(wall: datetime, tz: ZoneInfo) -> int:
     return int(aware.timestamp() * 1000)
 
 
-def resolution_for(from_ms: int, to_ms: int, minutes_held_from: int | None) -> str:
-    """Minutes for ranges of up to 6 h that the worker's minute windows still hold, hours otherwise.
+@dataclass(frozen=True)
+class Held:
+    """What the worker still holds, by stream time (`held_from_ms` in its health): the oldest minute and
+    hour windows (None: nothing held yet, no limit known), and the zone its day windows follow."""
 
-    What the worker holds follows stream time (`held_from_ms` in its health), not the wall clock: a
-    backfilled or quiet platform still has last week's minutes. None: nothing held yet, no limit known.
+    minute: int | None = None
+    hour: int | None = None
+    day_zone: ZoneInfo = UTC_ZONE
+
+    @classmethod
+    def from_health(cls, health: dict[str, Any]) -> Held:
+        held = health.get("held_from_ms") or {}
+        return cls(held.get("minute"), held.get("hour"), zone(health.get("day_time_zone")))
+
+
+def resolution_for(from_ms: int, to_ms: int, held: Held) -> str:
+    """Minutes for ranges of up to 6 h, hours for up to 14 days, where the worker still holds them;
+    days otherwise.
+
+    What the worker holds follows stream time, not the wall clock: a backfilled or quiet platform still
+    has last week's minutes.
     """
-    short = to_ms - from_ms <= 6 * HOUR_MS
-    held = minutes_held_from is None or from_ms >= minutes_held_from
-    return "minute" if short and held else "hour"
+    span = to_ms - from_ms
+    if span <= 6 * HOUR_MS and (held.minute is None or from_ms >= held.minute):
+        return "minute"
+    if span <= 14 * DAY_MS and (held.hour is None or from_ms >= held.hour):
+        return "hour"
+    return "day"
 
 
-def relative_span(key: str, now_ms: int, minutes_held_from: int | None) -> Span:
-    """The last 15 min/hour/24 h/7 days of the wall clock, aligned to whole windows: the current
+def day_start(ms: int, tz: ZoneInfo) -> int:
+    """Midnight in `tz` of the day holding `ms`, as epoch milliseconds: where a day window starts."""
+    local = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz)
+    return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+
+def relative_span(key: str, now_ms: int, held: Held) -> Span:
+    """The last 15 min/hour/24 h/7 days/30 days of the wall clock, aligned to whole windows: the current
     (partial) window is the last one, and the previous period of the same length is whole windows too."""
     length = RANGES[key][1]
     if length is None:
         raise ValueError(f"{key!r} is not a relative range")
-    resolution = resolution_for(now_ms - length, now_ms, minutes_held_from)
+    resolution = resolution_for(now_ms - length, now_ms, held)
+    if resolution == "day":
+        end = day_start(now_ms + DAY_MS + 2 * HOUR_MS, held.day_zone)  # the next midnight (23-25 h away)
+        return Span(day_start(end - length + 12 * HOUR_MS, held.day_zone), end, resolution)
     size = MINUTE_MS if resolution == "minute" else HOUR_MS
     end = (now_ms // size + 1) * size
     return Span(end - length, end, resolution)
 
 
-def custom_span(start: datetime, end: datetime, tz: ZoneInfo, minutes_held_from: int | None) -> Span:
+def custom_span(start: datetime, end: datetime, tz: ZoneInfo, held: Held) -> Span:
     from_ms, to_ms_ = to_ms(start, tz), to_ms(end, tz)
     if from_ms >= to_ms_:
         raise ValueError("the start of the range must be before its end")
-    if to_ms_ - from_ms > 7 * DAY_MS:
-        raise ValueError("the worker keeps 7 days of hour windows: choose at most 7 days")
-    return Span(from_ms, to_ms_, resolution_for(from_ms, to_ms_, minutes_held_from))
+    if to_ms_ - from_ms > MAX_SPAN_DAYS * DAY_MS:
+        raise ValueError(f"the worker keeps {MAX_SPAN_DAYS} days of day windows: choose at most that")
+    return Span(from_ms, to_ms_, resolution_for(from_ms, to_ms_, held))
+
+
+def month_choices(now_ms: int, tz: ZoneInfo) -> list[str]:
+    """The months a term may start or end in, newest first: `YYYY-MM`."""
+    today = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz).date()
+    months = []
+    year, month = today.year, today.month
+    for _ in range(TERM_MONTHS):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return months
+
+
+def term_span(first: str, last: str, held: Held) -> Span:
+    """Whole months `first` to `last` (`YYYY-MM`, both included) by the day, in the day windows' zone."""
+    (first_year, first_month), (last_year, last_month) = (map(int, m.split("-")) for m in (first, last))
+    if (first_year, first_month) > (last_year, last_month):
+        raise ValueError("the term must start before it ends")
+    after_year, after_month = (last_year, last_month + 1) if last_month < 12 else (last_year + 1, 1)
+    tz = held.day_zone
+    from_ms = to_ms(datetime(first_year, first_month, 1), tz)
+    until_ms = to_ms(datetime(after_year, after_month, 1), tz)
+    if until_ms - from_ms > MAX_SPAN_DAYS * DAY_MS:
+        raise ValueError(f"the worker keeps {MAX_SPAN_DAYS} days of day windows: choose at most 13 months")
+    return Span(from_ms, until_ms, "day")
 
 
 def describe_span(span: Span, tz: ZoneInfo) -> str:
     start, end = local_time(span.from_ms, tz), local_time(span.to_ms, tz)
+    if span.resolution == "day":  # whole days: the last one shown is the day before `end`
+        last = local_time(span.to_ms - 1, tz)
+        return f"{start:%Y-%m-%d} – {last:%Y-%m-%d} {tz.key}, per day"
     same_day = start.date() == end.date()
     end_text = end.strftime("%H:%M") if same_day else end.strftime("%Y-%m-%d %H:%M")
     return f"{start:%Y-%m-%d %H:%M} – {end_text} {tz.key}, per {span.resolution}"
@@ -263,7 +324,7 @@ def user_kpis(
     detail: dict[str, Any], span: Span, tz: ZoneInfo, event_names: Sequence[str] | None = None
 ) -> list[Kpi]:
     """A user page's tiles (the API's `users/{user}`), each but the last seen against the previous period."""
-    unit = "minutes" if span.resolution == "minute" else "hours"
+    unit = f"{span.resolution}s"
     previous = detail["previous"]
     last_seen = maybe_local_time(detail["last_seen_ms"], tz)
     events, executions, _, rate = _activity_kpis(detail, previous, event_names)  # failures: in the charts
@@ -469,8 +530,16 @@ def assess_health(health: dict[str, Any], now_s: float, stale_s: float = STALE_S
         )
     if day.get("late"):
         notes.append(
-            f"{day['late']:,} events in the last 24 h arrived too late for their window and are not counted."
+            f"{day['late']:,} events in the last 24 h arrived too late for their minute window: they count in "
+            "their hour and day windows only."
         )
+    if day.get("backfilled"):
+        notes.append(
+            f"{day['backfilled']:,} events older than the minute windows arrived (a backfill): they count in "
+            "their hour and day windows."
+        )
+    if day.get("expired"):
+        notes.append(f"{day['expired']:,} events older than the day windows' retention are not counted.")
     if day.get("duplicates"):
         notes.append(f"{day['duplicates']:,} lines were delivered twice by the collector and counted once.")
     for worker, crash in (health.get("crashes") or {}).items():

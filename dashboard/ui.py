@@ -54,22 +54,34 @@ def now_ms() -> int:
 
 
 @st.cache_data(ttl=timedelta(seconds=5), show_spinner=False)
-def _minutes_held_from(api_url: str) -> int | None:
+def _held(api_url: str) -> model.Held:
     try:
-        return api().health().get("held_from_ms", {}).get("minute")
+        return model.Held.from_health(api().health())
     except ApiError:
-        return None  # the page's own requests say what is wrong
+        return model.Held()  # the page's own requests say what is wrong
 
 
-def minutes_held_from() -> int | None:
-    """The oldest minute window the worker still holds (by stream time): ranges from there on are shown
-    by the minute."""
-    return _minutes_held_from(settings().api_url)
+def held() -> model.Held:
+    """What the worker still holds (by stream time): which resolution a range is shown at."""
+    return _held(settings().api_url)
+
+
+def chart_zone(span: Span) -> ZoneInfo:
+    """Day windows are days of the worker's zone: drawn there, so each shows its own date."""
+    return held().day_zone if span.resolution == "day" else viewer_zone()
 
 
 # -- filters (query parameters: every widget is bound to one, so a URL shares the view) ----------------
 
-FILTER_KEYS = ("range", "from", "to", "namespace", "event")  # the widgets' keys, the URL's parameters
+FILTER_KEYS = (
+    "range",
+    "from",
+    "to",
+    "term_from",
+    "term_to",
+    "namespace",
+    "event",
+)  # widgets' keys = URL parameters
 
 
 def _prefill_custom_range() -> None:
@@ -77,7 +89,7 @@ def _prefill_custom_range() -> None:
     if st.session_state.get("range") != "custom" or st.session_state.get("from"):
         return
     previous = st.session_state.get("_last_relative", model.DEFAULT_RANGE)
-    span = model.relative_span(previous, now_ms(), minutes_held_from())
+    span = model.relative_span(previous, now_ms(), held())
     tz = viewer_zone()
     st.session_state["from"] = model.local_time(span.from_ms, tz)
     st.session_state["to"] = model.local_time(span.to_ms, tz)
@@ -96,7 +108,12 @@ def sidebar_filters() -> None:
             bind="query-params",
             on_change=_prefill_custom_range,
         )
-        if choice != "custom":
+        if choice == "term":
+            months = model.month_choices(now_ms(), held().day_zone)
+            st.selectbox("First month", months, index=min(4, len(months) - 1), key="term_from",
+                         bind="query-params", help="Whole months, in the day windows' time zone")  # fmt: skip
+            st.selectbox("Last month", months, index=0, key="term_to", bind="query-params")
+        elif choice != "custom":
             st.session_state["_last_relative"] = choice
         else:
             st.datetime_input("From", value=None, key="from", bind="query-params", step=timedelta(minutes=1),
@@ -156,13 +173,21 @@ def event_filter() -> list[str]:
 def _span() -> Span | str:
     """The chosen range, or why there is none (custom range incomplete or invalid)."""
     choice = st.session_state.get("range") or model.DEFAULT_RANGE
+    if choice == "term":
+        first, last = st.session_state.get("term_from"), st.session_state.get("term_to")
+        if not (first and last):
+            return "Choose the first and the last month of the term in the sidebar."
+        try:
+            return model.term_span(first, last, held())
+        except ValueError as error:
+            return f"Invalid term: {error}."
     if choice != "custom":
-        return model.relative_span(choice, now_ms(), minutes_held_from())
+        return model.relative_span(choice, now_ms(), held())
     start, end = st.session_state.get("from"), st.session_state.get("to")
     if start is None or end is None:
         return "Choose the start and the end of the custom range in the sidebar."
     try:
-        return model.custom_span(start, end, viewer_zone(), minutes_held_from())
+        return model.custom_span(start, end, viewer_zone(), held())
     except ValueError as error:
         return f"Invalid range: {error}."
 
@@ -203,7 +228,7 @@ def known_namespaces() -> list[str]:
 
 
 def range_caption(current: Span) -> None:
-    parts = [model.describe_span(current, viewer_zone())]
+    parts = [model.describe_span(current, chart_zone(current))]
     namespace = namespace_filter()
     if namespace:
         parts.append(f"namespace {namespace}")
@@ -284,8 +309,9 @@ def chart(spec: alt.Chart) -> None:
     st.altair_chart(spec, height=charts.element_height(spec))
 
 
-def activity_charts(timeline: list[dict[str, Any]], span: Span, tz: ZoneInfo, names: list[str]) -> None:
+def activity_charts(timeline: list[dict[str, Any]], span: Span, names: list[str]) -> None:
     """Events by name and executions with failures over time, side by side: a user's or a notebook's."""
+    tz = chart_zone(span)
     left, right = st.columns(2)
     with left.container(border=True):
         st.subheader("Activity", anchor=False)
@@ -382,7 +408,7 @@ def health_panel(health: dict[str, Any]) -> model.HealthStatus:
                     help="Last 24 h: lines that looked like events but could not be parsed")  # fmt: skip
         late.metric("Late events", model.fmt_count(day.get("late", 0)),
                     help="Last 24 h: events older than their source's watermark minus the grace period, "
-                    "not counted in any window")  # fmt: skip
+                    "counted in their hour and day windows but not in a minute window")  # fmt: skip
         age = status.last_event_age_s
         seen.metric("Last event", "never" if age is None else f"{model.fmt_duration(age)} ago",
                     help="When a worker last processed an event (its wall clock)")  # fmt: skip

@@ -8,7 +8,12 @@ worker answers for the whole platform. Distinct counts are exact (the keys of `u
 Events are counted per Kubernetes namespace (`namespaces`: namespace -> that namespace's numbers), so
 the read API answers for one namespace, or for all by merging them. An event updates one namespace's
 numbers only, so the breakdown costs `add_event` a lookup, not a second set of counters. What the
-worker counts about the pipeline stays at the top: `late`, `duplicates`, `dead_letters`, `skew`.
+worker counts about the pipeline stays at the top: `late`, `backfilled`, `expired`, `duplicates`,
+`dead_letters`, `skew`.
+
+Windows come in three sizes: minutes, hours, and days. A day is a calendar day in the worker's
+`day_time_zone` (UTC by default), so its start is that zone's midnight as epoch milliseconds and its
+length is 23 to 25 hours around a daylight-saving change (`DayCalendar`).
 
 Each value records `o`, the highest raw-topic offset applied to it. Events arrive per partition in
 offset order, so after a crash the replayed events at or below `o` are skipped: a restarted worker
@@ -21,12 +26,17 @@ them as the unknown namespace, so every reader sees one shape.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from streams.schema import PioneerEvent
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+COUNTERS = ("late", "backfilled", "expired", "duplicates", "dead_letters")  # the pipeline's, per window
 NOTEBOOK_KEY_SEPARATOR = "\x1f"  # between user and path: neither contains it
 UNKNOWN_NAMESPACE = ""  # events without one (log files read outside a cluster), and old windows
 EXECUTE = "CellExecuteEvent"
@@ -38,6 +48,30 @@ Part = dict[str, Any]  # one namespace's numbers in a window
 
 def window_start(time_ms: int, size_ms: int) -> int:
     return time_ms - time_ms % size_ms
+
+
+class DayCalendar:
+    """Calendar days in one time zone: where a day starts, and which days a range touches."""
+
+    def __init__(self, zone: str = "UTC") -> None:
+        self.zone = ZoneInfo(zone)
+        self.start = lru_cache(maxsize=4096)(self._start)  # every zone's offset is a multiple of 15 minutes
+
+    def _start(self, time_ms: int) -> int:
+        """The start of the day holding `time_ms`: midnight in the zone, as epoch milliseconds."""
+        local = datetime.fromtimestamp(time_ms / 1000, UTC).astimezone(self.zone)
+        return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+    def starts(self, from_ms: int, to_ms: int) -> list[int]:
+        """Starts of the days overlapping [from_ms, to_ms)."""
+        starts = []
+        day = datetime.fromtimestamp(self.start(from_ms) / 1000, UTC).astimezone(self.zone).date()
+        while True:
+            start = int(datetime.combine(day, datetime.min.time(), self.zone).timestamp() * 1000)
+            if start >= to_ms:
+                return starts
+            starts.append(start)
+            day += timedelta(days=1)
 
 
 def event_time(event: PioneerEvent) -> int:
@@ -73,7 +107,9 @@ def empty_window() -> Window:
         "o": -1,  # highest raw offset applied
         "namespaces": {},  # namespace -> Part
         "skew": [0, 0, 0],  # sum, count, max |log time - browser time| in ms
-        "late": 0,
+        "late": 0,  # behind its source's newest event by more than the grace: in hours and days only
+        "backfilled": 0,  # older than the minute windows' retention: in hours (if held) and days only
+        "expired": 0,  # older than the day windows' retention: in no window
         "duplicates": 0,
         "dead_letters": 0,
     }
@@ -165,8 +201,8 @@ def merge_into(total: Window, window: Window) -> Window:
         merge_part(parts.setdefault(UNKNOWN_NAMESPACE, empty_part()), window)
     for namespace, part in window.get("namespaces", {}).items():
         merge_part(parts.setdefault(namespace, empty_part()), part)
-    for field in ("late", "duplicates", "dead_letters"):
-        total[field] += window[field]
+    for field in COUNTERS:
+        total[field] += window.get(field, 0)  # windows stored before a counter existed lack it
     total["skew"][0] += window["skew"][0]
     total["skew"][1] += window["skew"][1]
     total["skew"][2] = max(total["skew"][2], window["skew"][2])
@@ -188,7 +224,7 @@ def select(window: Window, namespace: str | None = None) -> Part:
 
 def summary(window: Window, namespace: str | None = None) -> dict[str, Any]:
     """The numbers a dashboard shows for one window (or a merged range), for one namespace or all.
-    The pipeline's counters (late, duplicates, dead letters, clock skew) are for all namespaces."""
+    The pipeline's counters (`COUNTERS`, clock skew) are for all namespaces."""
     part = select(window, namespace)
     skew_sum, skew_count, skew_max = window["skew"]
     return {
@@ -201,8 +237,6 @@ def summary(window: Window, namespace: str | None = None) -> dict[str, Any]:
         "failures": sum(part["errors"].values()),
         "failures_by_error": dict(sorted(part["errors"].items())),
         "edits": part["events"].get(EDIT, 0),
-        "late": window["late"],
-        "duplicates": window["duplicates"],
-        "dead_letters": window["dead_letters"],
+        **{field: window[field] for field in COUNTERS},
         "clock_skew_ms": {"mean": skew_sum / skew_count if skew_count else None, "max": skew_max},
     }

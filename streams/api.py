@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -22,8 +23,11 @@ import orjson
 from faust.web import Request, Response, View
 
 from streams.aggregate import (
+    COUNTERS,
+    DAY_MS,
     HOUR_MS,
     MINUTE_MS,
+    DayCalendar,
     Part,
     Window,
     add_counts,
@@ -42,7 +46,9 @@ log = logging.getLogger(__name__)
 
 API = "/api/v1"
 MAX_WINDOWS = 24 * 60 * 8  # a request may span at most this many windows (8 days of minutes)
-MINUTE_RANGE_MS = 24 * HOUR_MS  # without `resolution`, longer ranges are answered by the hour
+MINUTE_RANGE_MS = 24 * HOUR_MS  # without `resolution`, longer ranges are answered by the hour,
+HOUR_RANGE_MS = 31 * DAY_MS  # and ranges longer than a month by the day
+RESOLUTIONS = ("minute", "hour", "day")
 
 
 class BadRequest(ValueError):
@@ -60,16 +66,19 @@ def _int(request: Request, name: str, default: int) -> int:
 
 
 class TimeRange:
-    """[from_ms, to_ms) of event time at minute or hour resolution."""
+    """[from_ms, to_ms) of event time at minute, hour or day resolution (days of `calendar`)."""
 
-    def __init__(self, from_ms: int, to_ms: int, resolution: str) -> None:
+    def __init__(
+        self, from_ms: int, to_ms: int, resolution: str, calendar: DayCalendar | None = None
+    ) -> None:
         if from_ms >= to_ms:
             raise BadRequest("from_ms must be before to_ms")
-        if resolution not in ("minute", "hour"):
-            raise BadRequest("resolution is 'minute' or 'hour'")
+        if resolution not in RESOLUTIONS:
+            raise BadRequest("resolution is 'minute', 'hour' or 'day'")
         self.from_ms, self.to_ms = from_ms, to_ms
         self.resolution = resolution
-        self.size_ms = MINUTE_MS if resolution == "minute" else HOUR_MS
+        self.calendar = calendar or DayCalendar()
+        self.size_ms = {"minute": MINUTE_MS, "hour": HOUR_MS, "day": DAY_MS}[resolution]  # days: about
         if self.span_ms // self.size_ms > MAX_WINDOWS:
             raise BadRequest(f"range too long for {resolution} resolution")
 
@@ -79,21 +88,32 @@ class TimeRange:
 
     def previous(self) -> TimeRange:
         """The range of the same length just before, for "change against the previous period"."""
-        return TimeRange(self.from_ms - self.span_ms, self.from_ms, self.resolution)
+        return TimeRange(self.from_ms - self.span_ms, self.from_ms, self.resolution, self.calendar)
 
-    def starts(self) -> range:
+    def starts(self) -> Sequence[int]:
         """Window starts overlapping [from_ms, to_ms)."""
+        if self.resolution == "day":
+            return self.calendar.starts(self.from_ms, self.to_ms)
         return range(window_start(self.from_ms, self.size_ms), self.to_ms, self.size_ms)
 
     def query(self) -> dict[str, str]:
         return {"from_ms": str(self.from_ms), "to_ms": str(self.to_ms), "resolution": self.resolution}
 
 
-def finest_resolution(from_ms: int, to_ms: int, minutes_held_from: int | None) -> str:
-    """Minutes for a range of up to 24 h that the minute windows still hold (by stream time, whatever
-    the wall clock says), hours otherwise."""
-    held = minutes_held_from is None or from_ms >= minutes_held_from
-    return "minute" if held and to_ms - from_ms <= MINUTE_RANGE_MS else "hour"
+def finest_resolution(from_ms: int, to_ms: int, held_from: dict[str, int | None]) -> str:
+    """The finest windows the worker still holds for the range (by stream time, whatever the wall clock
+    says): minutes for up to 24 h, hours for up to a month, days otherwise."""
+
+    def held(size: str) -> bool:
+        oldest = held_from.get(size)
+        return oldest is None or from_ms >= oldest
+
+    span = to_ms - from_ms
+    if span <= MINUTE_RANGE_MS and held("minute"):
+        return "minute"
+    if span <= HOUR_RANGE_MS and held("hour"):
+        return "hour"
+    return "day"
 
 
 def _namespace(request: Request) -> str | None:
@@ -125,9 +145,8 @@ class ReadApi:
         if not resolution:
             if from_ms >= to_ms:
                 raise BadRequest("from_ms must be before to_ms")
-            held = cluster_held_from(await self.cluster_health())
-            resolution = finest_resolution(from_ms, to_ms, held["minute"])
-        return TimeRange(from_ms, to_ms, resolution)
+            resolution = finest_resolution(from_ms, to_ms, cluster_held_from(await self.cluster_health()))
+        return TimeRange(from_ms, to_ms, resolution, self.pipeline.calendar)
 
     # -- this worker's partials ---------------------------------------------------------------------
 
@@ -135,8 +154,8 @@ class ReadApi:
         raw = self.pipeline.raw_topic_name
         return sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == raw)
 
-    def local_windows(self, resolution: str, starts: range) -> dict[int, Window]:
-        table = self.pipeline.minutes if resolution == "minute" else self.pipeline.hours
+    def local_windows(self, resolution: str, starts: Sequence[int]) -> dict[int, Window]:
+        table = self.pipeline.tables[f"{resolution}s"]
         windows: dict[int, Window] = {}
         for partition in self.local_partitions():
             for start in starts:
@@ -218,14 +237,14 @@ class ReadApi:
 
 
 def cluster_held_from(workers: list[dict[str, Any]]) -> dict[str, int | None]:
-    """The oldest minute and hour window that every partition with data still holds (None: no data)."""
+    """The oldest minute, hour and day window that every partition with data still holds (None: no data)."""
     floors = [
         info["held_from_ms"]
         for worker in workers
         for info in worker["partitions"].values()
         if info.get("held_from_ms")
     ]
-    return {size: max((floor[size] for floor in floors), default=None) for size in ("minute", "hour")}
+    return {size: max((floor[size] for floor in floors), default=None) for size in RESOLUTIONS}
 
 
 def _total(windows: dict[int, Window]) -> Window:
@@ -485,7 +504,7 @@ def register_api(app: faust.App, pipeline: Pipeline, token: str | None) -> None:
 
     async def get_health(request: Request) -> Any:
         now = int(time.time() * 1000)
-        span = TimeRange(now - 24 * HOUR_MS, now, "minute")  # the wall clock's last day: see docs/api.md
+        span = TimeRange(now - DAY_MS, now, "minute")  # the wall clock's last day: see docs/api.md
         workers = await api.cluster_health()
         totals = summary(_total(await api.cluster_windows(span)))
         partitions = {p: info for worker in workers for p, info in worker["partitions"].items()}
@@ -496,7 +515,8 @@ def register_api(app: faust.App, pipeline: Pipeline, token: str | None) -> None:
             "lag": sum(info["lag"] or 0 for info in partitions.values()),
             "last_event_at": last_event or None,
             "held_from_ms": cluster_held_from(workers),
-            "last_24h": {key: totals[key] for key in ("events", "late", "duplicates", "dead_letters")},
+            "day_time_zone": str(api.pipeline.calendar.zone),
+            "last_24h": {key: totals[key] for key in ("events", *COUNTERS)},
             "crashes": {worker["worker"]: worker["last_crash"] for worker in workers if worker["last_crash"]},
         }
 

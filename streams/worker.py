@@ -9,6 +9,11 @@ source partition keeps its own partial, and the read API merges partials from ev
 routes table writes by the current event's partition, while a batch spans partitions: each partition's
 writes therefore run in the context of one of its own events (`_acting_for`).
 
+Windows: minutes (kept 24 h), hours (35 days) and days (400 days) of stream time. An event is counted into
+every window that still holds its time: an event behind its source's watermark by more than the grace
+period, or older than the minute retention (a backfill of last term's logs), goes into its hour and day
+windows only; one older than the day retention into none (`expired`).
+
 Processing guarantee: at-least-once delivery (Faust flushes the changelog before committing offsets),
 made exact by idempotent updates: a window remembers the highest raw offset it absorbed and skips
 replayed events at or below it; a source remembers the highest collector offset it delivered, so lines
@@ -35,7 +40,16 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from pioneer_telemetry.config import ComponentSettings, KafkaSettings, state_dir
-from streams.aggregate import HOUR_MS, MINUTE_MS, Window, add_event, empty_window, event_time, merge_into
+from streams.aggregate import (
+    HOUR_MS,
+    MINUTE_MS,
+    DayCalendar,
+    Window,
+    add_event,
+    empty_window,
+    event_time,
+    merge_into,
+)
 from streams.envelope import EnvelopeReader, envelopes
 from streams.framing import rfc3339_to_ms
 from streams.outbox import Outbox
@@ -48,7 +62,9 @@ log = logging.getLogger(__name__)
 
 MINUTES = "minutes"
 HOURS = "hours"
+DAYS = "days"
 SOURCES = "sources"
+WINDOW_TABLES = (MINUTES, HOURS, DAYS)
 
 
 class WorkerSettings(ComponentSettings):
@@ -65,7 +81,9 @@ class WorkerSettings(ComponentSettings):
     store: Literal["rocksdb", "memory"] = "rocksdb"
     grace_s: float = 60.0  # how far out of order (per source) an event may come before it counts as late
     minute_retention_h: float = 24.0
-    hour_retention_days: float = 7.0
+    hour_retention_days: float = 35.0
+    day_retention_days: float = 400.0
+    day_time_zone: str = "UTC"  # where a day window starts and ends (an IANA zone, e.g. Europe/Berlin)
     batch_size: int = 1000  # raw records per agent batch; our collector puts up to 100 lines in each
     batch_within_s: float = 0.2
     commit_interval_s: float = 1.0
@@ -125,6 +143,9 @@ class Pipeline:
         self.raw_topic_name = topics.raw
         self.minutes = app.Table(MINUTES, key_type=bytes, value_type=bytes, partitions=topics.partitions)
         self.hours = app.Table(HOURS, key_type=bytes, value_type=bytes, partitions=topics.partitions)
+        self.days = app.Table(DAYS, key_type=bytes, value_type=bytes, partitions=topics.partitions)
+        self.tables = {MINUTES: self.minutes, HOURS: self.hours, DAYS: self.days}
+        self.calendar = DayCalendar(settings.day_time_zone)
         self.sources = app.Table(SOURCES, key_type=bytes, value_type=bytes, partitions=topics.partitions)
         self.topics = topics
         self.partitions: dict[int, PartitionState] = {}
@@ -146,11 +167,30 @@ class Pipeline:
         marks = [orjson.loads(value)["wm"] for key, value in self.sources.items() if key.startswith(prefix)]
         return max(marks, default=0) or None
 
+    @property
+    def retention_ms(self) -> tuple[int, int, int]:
+        """How far behind stream time minute, hour and day windows are kept."""
+        settings = self.settings
+        return (
+            int(settings.minute_retention_h * HOUR_MS),
+            int(settings.hour_retention_days * 24 * HOUR_MS),
+            int(settings.day_retention_days * 24 * HOUR_MS),
+        )
+
+    def floors(self, stream_time: int) -> dict[str, int]:
+        """Per window size, the oldest event time a partition at this stream time still counts."""
+        minute, hour, day = self.retention_ms
+        return {"minute": stream_time - minute, "hour": stream_time - hour, "day": stream_time - day}
+
     def held_from(self, stream_time: int) -> dict[str, int]:
-        """The oldest minute and hour window a partition at this stream time still holds."""
-        minute_floor = stream_time - int(self.settings.minute_retention_h * HOUR_MS)
-        hour_floor = stream_time - int(self.settings.hour_retention_days * 24 * HOUR_MS)
-        return {"minute": _window_ceil(minute_floor, MINUTE_MS), "hour": _window_ceil(hour_floor, HOUR_MS)}
+        """The oldest minute, hour and day window a partition at this stream time still holds."""
+        floors = self.floors(stream_time)
+        day = self.calendar.start(floors["day"])
+        return {
+            "minute": _window_ceil(floors["minute"], MINUTE_MS),
+            "hour": _window_ceil(floors["hour"], HOUR_MS),
+            "day": day if day >= floors["day"] else self.calendar.start(day + 25 * HOUR_MS),
+        }
 
     async def process(self, events: list[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -161,12 +201,13 @@ class Pipeline:
                 self._process_partition(partition, group)
             await self.outbox.send()  # per partition: a batch of 100k lines would hold 50 MB of events
 
-    def _process_partition(self, partition: int, events: list[EventT]) -> None:
+    def _process_partition(self, partition: int, events: list[EventT]) -> None:  # noqa: PLR0915 (the hot loop, inline)
         state = self.state(partition)
         batch = _PartitionBatch(self, partition, state)
         read, parse, add, publish = self.envelopes.read, self.parser.parse, batch.add, self.outbox.add
         events_topic = self.topics.events if self.settings.publish_events else None
         grace_ms = int(self.settings.grace_s * 1000)
+        minute_retention, hour_retention, day_retention = self.retention_ms
         counted = False
         for event in events:
             message = event.message
@@ -181,9 +222,7 @@ class Pipeline:
                 if result is None:
                     continue
                 if isinstance(result, DeadLetter):
-                    runtime_ms = (rfc3339_to_ms(runtime_time) if runtime_time else None) or record_ms
-                    batch.count("dead_letters", raw_offset, runtime_ms)
-                    publish(self.topics.deadletter, source_id.encode(), orjson.dumps(result))
+                    self._dead_letter(batch, result, raw_offset, runtime_time, record_ms)
                     continue
                 when = event_time(result)
                 if source_id != source_id_before:  # a record's lines mostly share their source
@@ -191,18 +230,26 @@ class Pipeline:
                     if source_id not in fresh:  # else replayed after a restart: the windows' offsets decide
                         fresh[source_id] = raw_offset > source["raw"]
                     is_fresh = fresh[source_id]
+                in_order = True
                 if is_fresh:
                     if source_offset <= source["max"]:
                         batch.count("duplicates", raw_offset, when)  # the collector delivered it twice
                         continue
                     source["max"], source["raw"] = source_offset, raw_offset
-                    if when < source["wm"] - grace_ms or when < self.retention_floor(state):
-                        batch.count("late", raw_offset, when)
-                        continue
-                    source["wm"] = max(source["wm"], when)
+                    in_order = when >= source["wm"] - grace_ms
+                    if in_order:
+                        source["wm"] = max(source["wm"], when)
                 state.stream_time = max(state.stream_time, when)
+                age = state.stream_time - when  # behind the partition's newest event
+                if age > day_retention:
+                    batch.count("expired", raw_offset, when)
+                    continue
+                held = age <= minute_retention
+                if is_fresh and not (in_order and held):
+                    # a replay finds the counter's minute, and with it the event, already applied
+                    batch.count("late" if held else "backfilled", raw_offset, when)
                 counted = True
-                add(result, when, raw_offset)
+                add(result, when, raw_offset, in_order and held, age <= hour_retention)
                 if events_topic is not None:
                     publish(events_topic, (result["session_id"] or "").encode(), orjson.dumps(result))
         if counted:
@@ -211,8 +258,20 @@ class Pipeline:
         self._publish_closed(partition, state, batch.written_minutes)
         self._expire(partition, state)
 
+    def _dead_letter(
+        self,
+        batch: _PartitionBatch,
+        letter: DeadLetter,
+        raw_offset: int,
+        runtime_time: str | None,
+        record_ms: int,
+    ) -> None:
+        runtime_ms = (rfc3339_to_ms(runtime_time) if runtime_time else None) or record_ms
+        batch.count("dead_letters", raw_offset, runtime_ms)
+        self.outbox.add(self.topics.deadletter, letter.source["id"].encode(), orjson.dumps(letter))
+
     def retention_floor(self, state: PartitionState) -> int:
-        return state.stream_time - int(self.settings.minute_retention_h * HOUR_MS)
+        return self.floors(state.stream_time)["minute"]
 
     def _publish_closed(self, partition: int, state: PartitionState, written: dict[bytes, bytes]) -> None:
         """Windows whose end + grace is behind the partition's stream time go to the aggregates topic
@@ -228,14 +287,19 @@ class Pipeline:
                 self.outbox.add(self.topics.aggregates, b"minute|%d|%d" % (start, partition), stored)
 
     def _expire(self, partition: int, state: PartitionState) -> None:
-        """Drop minute windows after `minute_retention_h` and hour windows after `hour_retention_days`
-        of stream time; checked once a minute, per partition, in that partition's event context."""
+        """Drop minute, hour and day windows past their retention (`minute_retention_h`,
+        `hour_retention_days`, `day_retention_days`) of stream time; checked once a minute, per
+        partition, in that partition's event context."""
         now = time.monotonic()
         if now - state.last_expiry < 60:
             return
         state.last_expiry = now
         held = self.held_from(state.stream_time)
-        for table, oldest in ((self.minutes, held["minute"]), (self.hours, held["hour"])):
+        for table, oldest in (
+            (self.minutes, held["minute"]),
+            (self.hours, held["hour"]),
+            (self.days, held["day"]),
+        ):
             for key in [
                 k for k in table if parse_window_key(k)[0] == partition and parse_window_key(k)[1] < oldest
             ]:
@@ -247,7 +311,8 @@ class _PartitionBatch:
     once, however many events touch it.
 
     Events are counted into a delta per minute, which is merged into the stored minute window and into
-    its hour window when the batch is written: one `add_event` per event instead of one per table."""
+    its hour and day windows when the batch is written: one `add_event` per event instead of one per
+    table. Events that miss their minute window (late, backfilled) go into their windows directly."""
 
     def __init__(self, pipeline: Pipeline, partition: int, state: PartitionState) -> None:
         self.pipeline = pipeline
@@ -261,17 +326,21 @@ class _PartitionBatch:
         self._sources: dict[str, dict[str, int]] = {}
         self.written_minutes: dict[bytes, bytes] = {}  # window key -> its value as written
 
-    def add(self, event: PioneerEvent, time_ms: int, raw_offset: int) -> None:
-        """Count an event into its minute and hour unless they already hold it (a replay)."""
+    def add(self, event: PioneerEvent, time_ms: int, raw_offset: int, minutes: bool, hours: bool) -> None:
+        """Count an event into its minute (if `minutes`), hour (if `hours`) and day, unless they already
+        hold it (a replay)."""
         minute = time_ms - time_ms % MINUTE_MS
-        if minute == self._delta_minute:  # as the last event: its windows did not hold it, nor this one
+        if minute == self._delta_minute and minutes and hours:  # its windows did not hold the last event
             add_event(self._delta, event)
             self._delta["o"] = raw_offset
             return
-        hour = minute - minute % HOUR_MS
-        minute_applied = self._load(MINUTES, minute)
-        hour_applied = self._load(HOURS, hour)
-        if raw_offset > minute_applied and raw_offset > hour_applied:
+        slots = [(DAYS, self.pipeline.calendar.start(minute))]
+        if hours:
+            slots.append((HOURS, minute - minute % HOUR_MS))
+        if minutes:
+            slots.append((MINUTES, minute))
+        applied = [self._load(*slot) for slot in slots]
+        if minutes and hours and raw_offset > max(applied):
             delta = self._deltas.get(minute)
             if delta is None:
                 delta = self._deltas[minute] = empty_window()
@@ -279,8 +348,8 @@ class _PartitionBatch:
             delta["o"] = raw_offset  # events come in offset order
             self._delta_minute, self._delta = minute, delta
             return
-        for slot, applied in (((MINUTES, minute), minute_applied), ((HOURS, hour), hour_applied)):
-            if raw_offset > applied:  # a crash wrote one of the two, not the other: finish the other
+        for slot, offset in zip(slots, applied, strict=True):
+            if raw_offset > offset:  # late or backfilled, or a crash wrote some windows and not the others
                 add_event(self.windows[slot], event)
                 self.windows[slot]["o"] = max(self.windows[slot]["o"], raw_offset)
 
@@ -305,10 +374,11 @@ class _PartitionBatch:
 
     def write(self) -> None:
         for minute, delta in self._deltas.items():
-            for slot in ((MINUTES, minute), (HOURS, minute - minute % HOUR_MS)):
+            day = self.pipeline.calendar.start(minute)
+            for slot in ((MINUTES, minute), (HOURS, minute - minute % HOUR_MS), (DAYS, day)):
                 value = merge_into(self.windows[slot], delta)
                 value["o"] = max(value["o"], delta["o"])
-        tables = {MINUTES: self.pipeline.minutes, HOURS: self.pipeline.hours}
+        tables = self.pipeline.tables
         for (name, start), value in self.windows.items():
             key = window_key(self.partition, start)
             tables[name][key] = encoded = orjson.dumps(value)
@@ -323,8 +393,7 @@ class _PartitionBatch:
         slot = (name, start)
         applied = self._applied.get(slot)
         if applied is None:
-            table = self.pipeline.minutes if name == MINUTES else self.pipeline.hours
-            stored = table.get(window_key(self.partition, start))
+            stored = self.pipeline.tables[name].get(window_key(self.partition, start))
             self.windows[slot] = orjson.loads(stored) if stored is not None else empty_window()
             applied = self._applied[slot] = self.windows[slot]["o"]
         return applied
@@ -340,7 +409,7 @@ def changelog_specs(settings: WorkerSettings, topics: TopicSettings) -> list[Top
             topics.replication_factor,
             {"cleanup.policy": "compact"},
         )
-        for table in (MINUTES, HOURS, SOURCES)
+        for table in (*WINDOW_TABLES, SOURCES)
     ]
 
 

@@ -18,6 +18,7 @@ from tests.simulated import MINUTES, NAMESPACES, START_MS, Simulated, counts, di
 T0 = START_MS
 MINUTE = 60_000
 HOUR = 60 * MINUTE
+DAY = 24 * HOUR
 WHOLE = {"from_ms": START_MS, "to_ms": START_MS + MINUTES * MINUTE}
 
 
@@ -120,7 +121,8 @@ def test_without_a_resolution_the_api_answers_by_the_minute_wherever_the_worker_
     assert START_MS < stream_time <= START_MS + MINUTES * MINUTE
     held = health["held_from_ms"]
     assert held["minute"] == -(-(stream_time - 24 * HOUR) // MINUTE) * MINUTE
-    assert held["hour"] == -(-(stream_time - 7 * 24 * HOUR) // HOUR) * HOUR
+    assert held["hour"] == -(-(stream_time - 35 * 24 * HOUR) // HOUR) * HOUR
+    assert held["day"] == -(-(stream_time - 400 * 24 * HOUR) // DAY) * DAY  # days of UTC, by default
     assert worker.get("timeseries", **WHOLE)["resolution"] == "minute"
     day = {"from_ms": START_MS, "to_ms": START_MS + 24 * HOUR}
     assert worker.get("timeseries", **day)["resolution"] == "minute"
@@ -130,6 +132,13 @@ def test_without_a_resolution_the_api_answers_by_the_minute_wherever_the_worker_
     assert worker.get("timeseries", **expired)["resolution"] == "hour"
     minutes = worker.get("timeseries", resolution="minute", **expired)  # asked for: answered as asked
     assert (minutes["resolution"], len(minutes["points"])) == ("minute", 61)
+    months = {"from_ms": START_MS - 40 * DAY, "to_ms": START_MS + DAY}
+    by_day = worker.get("timeseries", **months)
+    days_touched = (months["to_ms"] - 1) // DAY - months["from_ms"] // DAY + 1  # UTC days
+    assert (by_day["resolution"], len(by_day["points"])) == ("day", days_touched)
+    assert sum(point["events"] for point in by_day["points"]) == sum(
+        p["events"] for p in worker.get("timeseries", **WHOLE)["points"]
+    )
 
 
 @pytest.mark.kafka

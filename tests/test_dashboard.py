@@ -108,34 +108,60 @@ def test_drill_down_tiles_compare_with_the_previous_period_and_follow_the_event_
 
 def test_relative_ranges_are_whole_windows_ending_with_the_current_one() -> None:
     now = T0 + 90_000 + 123  # 09:01:30.123
-    held = T0 - model.DAY_MS
+    held = model.Held(minute=T0 - model.DAY_MS, hour=T0 - 35 * model.DAY_MS)
     assert model.relative_span("15m", now, held) == Span(T0 + 120_000 - 900_000, T0 + 120_000, "minute")
     assert model.relative_span("1h", now, held).resolution == "minute"
-    assert model.relative_span("1h", now, None).resolution == "minute"  # nothing held yet: no limit
-    assert model.relative_span("1h", now, now).resolution == "hour"  # minutes beyond stream time
+    assert model.relative_span("1h", now, model.Held()).resolution == "minute"  # nothing held yet: no limit
+    assert model.relative_span("1h", now, model.Held(minute=now)).resolution == "hour"  # beyond stream time
     assert model.relative_span("24h", now, held) == Span(T0 + 3_600_000 - 86_400_000, T0 + 3_600_000, "hour")
     week = model.relative_span("7d", now, held)
-    assert week.to_ms - week.from_ms == 7 * 86_400_000
+    assert (week.to_ms - week.from_ms, week.resolution) == (7 * 86_400_000, "hour")
+    month = model.relative_span("30d", now, held)  # whole UTC days, today the last one
+    assert month == Span(T0 - 9 * 3_600_000 - 29 * model.DAY_MS, T0 + 15 * 3_600_000, "day")
+    berlin = model.relative_span("30d", now, model.Held(day_zone=model.zone("Europe/Berlin")))
+    assert berlin.to_ms == T0 + 14 * 3_600_000  # midnight in Berlin, 23:00 UTC in November
 
 
 def test_custom_ranges_use_minutes_wherever_the_worker_still_holds_them() -> None:
     """By stream time: a quiet or backfilled platform still holds minutes older than the wall clock's
     last 24 h, and the choice must not depend on the day the page is looked at."""
     start = datetime(2026, 11, 26, 9, 0)
-    held = T0 - 3_600_000  # the worker's minute windows start an hour before the range
+    held = model.Held(minute=T0 - 3_600_000)  # the worker's minute windows start an hour before the range
     assert model.custom_span(start, start + timedelta(minutes=7), UTC_ZONE, held) == Span(
         T0, T0 + 420_000, "minute"
     )
-    assert model.custom_span(start, start + timedelta(minutes=7), UTC_ZONE, None).resolution == "minute"
+    assert (
+        model.custom_span(start, start + timedelta(minutes=7), UTC_ZONE, model.Held()).resolution == "minute"
+    )
     assert model.custom_span(start, start + timedelta(hours=7), UTC_ZONE, held).resolution == "hour"
-    expired = T0 + 60_000  # the range's first minute is gone
+    expired = model.Held(minute=T0 + 60_000)  # the range's first minute is gone
     assert model.custom_span(start, start + timedelta(minutes=7), UTC_ZONE, expired).resolution == "hour"
+    assert model.custom_span(start, start + timedelta(days=20), UTC_ZONE, held).resolution == "day"
+    older = model.Held(hour=T0 + 3_600_000)  # hours gone too: by the day
+    assert model.custom_span(start, start + timedelta(hours=7), UTC_ZONE, older).resolution == "day"
     berlin = model.zone("Europe/Berlin")
     assert model.custom_span(start, start + timedelta(hours=1), berlin, held).from_ms == T0 - 3_600_000
     with pytest.raises(ValueError, match="before its end"):
         model.custom_span(start, start, UTC_ZONE, held)
-    with pytest.raises(ValueError, match="7 days"):
-        model.custom_span(start, start + timedelta(days=8), UTC_ZONE, held)
+    with pytest.raises(ValueError, match="400 days"):
+        model.custom_span(start, start + timedelta(days=401), UTC_ZONE, held)
+
+
+def test_a_term_is_whole_months_by_the_day_in_the_day_windows_zone() -> None:
+    held = model.Held(day_zone=model.zone("Europe/Berlin"))
+    term = model.term_span("2026-09", "2027-01", held)
+    assert term == Span(
+        int(datetime(2026, 8, 31, 22, tzinfo=UTC).timestamp() * 1000),  # Sept 1st, Berlin summer time
+        int(datetime(2027, 1, 31, 23, tzinfo=UTC).timestamp() * 1000),  # Feb 1st, winter time
+        "day",
+    )
+    assert model.describe_span(term, held.day_zone).startswith("2026-09-01 – 2027-01-31 Europe/Berlin")
+    with pytest.raises(ValueError, match="start before it ends"):
+        model.term_span("2027-01", "2026-09", held)
+    with pytest.raises(ValueError, match="13 months"):
+        model.term_span("2025-01", "2026-09", held)
+    months = model.month_choices(T0, UTC_ZONE)
+    assert (months[0], months[1], len(months)) == ("2026-11", "2026-10", model.TERM_MONTHS)
 
 
 def test_frames_for_charts_and_tables() -> None:
@@ -334,8 +360,9 @@ def fed(namespaced: tuple[WorkerProcess, Simulated]) -> dict[str, Any]:
     page's query parameters and the API's span) that holds them."""
     worker, simulated = namespaced
     query = {"range": "custom", "from": iso_minute(START_MS), "to": iso_minute(START_MS + MINUTES * 60_000)}
-    held = worker.get("health")["held_from_ms"]["minute"]
-    assert held <= START_MS  # three days back, by the wall clock, and still held: by stream time
+    held = model.Held.from_health(worker.get("health"))
+    assert held.minute is not None
+    assert held.minute <= START_MS  # three days back, by the wall clock, and still held: by stream time
     span = model.custom_span(
         datetime.fromisoformat(query["from"]), datetime.fromisoformat(query["to"]), UTC_ZONE, held
     )

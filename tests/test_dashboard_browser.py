@@ -142,7 +142,7 @@ def choose_namespace(page: Any, namespace: str) -> None:
 def caught_up(worker: WorkerProcess) -> bool:
     """The last 15 minutes, as the page asks for them, hold events, and little waits in Kafka."""
     health = worker.get("health")
-    span = model.relative_span("15m", int(time.time() * 1000), health["held_from_ms"]["minute"])
+    span = model.relative_span("15m", int(time.time() * 1000), model.Held.from_health(health))
     recent = worker.get("overview", **span.params())["current"]["events"]
     return recent > 0 and health["lag"] < 1000
 

@@ -32,7 +32,7 @@ def notebook_page(path: str) -> None:
     if span is None:
         return
     ui.range_caption(span)
-    tz, names = ui.viewer_zone(), ui.event_filter()
+    names = ui.event_filter()
     try:
         detail = ui.api().notebook(span, path, ui.namespace_filter())
     except ApiError as error:
@@ -71,7 +71,7 @@ def notebook_page(path: str) -> None:
                      column_config=ui.error_columns(errors))  # fmt: skip
         else:
             st.caption("No failed executions in this range.")
-    ui.activity_charts(detail["timeline"], span, tz, names)
+    ui.activity_charts(detail["timeline"], span, names)
 
 
 if notebook:

@@ -62,7 +62,7 @@ def overview() -> None:
 
     charts_section(points, span, names)
     tables_section(top_users, top_notebooks, top_errors)
-    if span.to_ms - span.from_ms >= model.DAY_MS:
+    if span.resolution == "hour" and span.to_ms - span.from_ms >= model.DAY_MS:  # hours of weekdays
         with st.container(border=True):
             st.subheader("When people work", anchor=False)
             st.caption("Events by weekday and hour of day over the range.")
@@ -71,7 +71,7 @@ def overview() -> None:
 
 
 def charts_section(points: list[dict], span: Span, names: list[str]) -> None:
-    tz, resolution = ui.viewer_zone(), span.resolution
+    tz, resolution = ui.chart_zone(span), span.resolution
     with st.container(border=True):
         st.subheader("Events by name", anchor=False)
         ui.chart(charts.events_chart(model.events_by_name_frame(points, tz, names), resolution))

@@ -46,7 +46,7 @@ def user_page(user: str) -> None:
     tiles = model.user_kpis(detail, span, tz, names)
     ui.kpi_row(tiles, span, model.drilldown_sparklines(tiles, detail["timeline"], names))
 
-    ui.activity_charts(detail["timeline"], span, tz, names)
+    ui.activity_charts(detail["timeline"], span, names)
 
     notebooks = model.user_notebooks_frame(detail, names)
     errors = model.errors_frame(model.user_failures_by_error(detail))
