@@ -46,6 +46,9 @@ def simulate(
     office_hours: Annotated[
         bool | None, typer.Option("--office-hours/--no-office-hours", help="Weight activity by time of day.")
     ] = None,
+    sessions_per_week: Annotated[
+        float | None, typer.Option(help="A course's rhythm: working blocks per user and week.")
+    ] = None,
     out_dir: Annotated[
         str | None, typer.Option(help="A kubelet-named log file per pod here; '-': stdout.")
     ] = None,
@@ -74,6 +77,7 @@ def simulate(
         "exporter": exporter,
         "clock_skew_ms": clock_skew_ms,
         "office_hours": office_hours,
+        "sessions_per_week": sessions_per_week,
     }
     settings = SimulatorSettings(**{name: value for name, value in flags.items() if value is not None})
     sinks: list[Sink] = []

@@ -70,6 +70,7 @@ TYPO_RATE = 0.03  # share of keystrokes that are typos, corrected with a backspa
 COMPLETION_RATE = 0.5  # share of names of 5+ characters completed with Tab after a few keys
 CHATTER_RATE = 0.05  # Jupyter Server lines per pioneer event, besides those tied to actions
 AUTOSAVE_MS = 120_000  # JupyterLab's default autosave interval
+WEEK_MS = 7 * 24 * 3600 * 1000
 
 # Share of users at their desk by UTC hour (weekdays); weekends are quieter still.
 _HOURLY_PRESENCE = (
@@ -116,6 +117,12 @@ class SimulatorSettings(ComponentSettings):
         default=300, ge=0, description="Largest browser clock offset from the server's."
     )
     office_hours: bool = Field(default=False, description="Weight activity by hour of day and weekday.")
+    sessions_per_week: float | None = Field(
+        default=None,
+        gt=0,
+        description="A course's rhythm: on average this many working blocks per user and week, instead of "
+        "working all day (a term in a few hundred thousand events).",
+    )
     namespace: str = Field(default="dev", description="Kubernetes namespace of the user pods.")
     truth_interval: float = Field(
         default=10.0, gt=0, description="Wall-clock seconds between truth rewrites."
@@ -404,6 +411,7 @@ class _User:
         self.kernels_connected = 0
         self.formatter = _UTCFormatter(settings.log_format)
         self.command_line = settings.exporter == Exporter.COMMAND_LINE
+        self.sessions_per_week = settings.sessions_per_week
         self.record = logging.LogRecord(
             EXPORTER_LOGGER, logging.INFO, EXPORTER_FILE, EXPORTER_LINE, "", (), None, EXPORTER_FUNCTION
         )
@@ -503,6 +511,8 @@ class _User:
     def _leave(self) -> Iterator[LogLine]:
         yield from self._tab_visibility("NotebookHiddenEvent")
         self._wait(5 * 60_000, 30 * 60_000)
+        if self.sessions_per_week:  # away until the next session: days, on average
+            self.now += int(self.rng.expovariate(self.sessions_per_week / WEEK_MS))
 
     def _act(self) -> Iterator[LogLine]:
         actions = (

@@ -270,16 +270,21 @@ def filtered_events(numbers: dict[str, Any], event_names: Sequence[str] | None) 
 
 
 def kpis(overview: dict[str, Any], span: Span, event_names: Sequence[str] | None = None) -> list[Kpi]:
-    """The overview's tiles, each with its change against the previous period of the same length."""
+    """The overview's tiles, each with its change against the previous period of the same length. Rates
+    are per minute, and per day for ranges shown by the day (a term)."""
     current, previous = overview["current"], overview["previous"]
     minutes = span.minutes or 1.0
+    unit, per_minute = ("day", 24 * 60) if span.resolution == "day" else ("min", 1)
 
-    def events_per_min(numbers: dict[str, Any]) -> float:
+    def events_rate(numbers: dict[str, Any]) -> float:
         if not event_names:
-            return float(numbers["events_per_min"])
-        return filtered_events(numbers, event_names) / minutes
+            return float(numbers["events_per_min"]) * per_minute
+        return filtered_events(numbers, event_names) / minutes * per_minute
 
-    events_help = "Pioneer events per minute over the range"
+    def executions_rate(numbers: dict[str, Any]) -> float:
+        return float(numbers["executions_per_min"]) * per_minute
+
+    events_help = f"Pioneer events per {'minute' if unit == 'min' else unit} over the range"
     if event_names:
         events_help += f" ({', '.join(event_names)} only)"
     return [
@@ -289,9 +294,9 @@ def kpis(overview: dict[str, Any], span: Span, event_names: Sequence[str] | None
              "Distinct JupyterLab sessions with events in the range"),
         _kpi("Notebooks", current["active_notebooks"], previous["active_notebooks"], "count",
              "Distinct notebooks (user and path) with events in the range"),
-        _kpi("Events/min", events_per_min(current), events_per_min(previous), "rate", events_help),
-        _kpi("Executions/min", current["executions_per_min"], previous["executions_per_min"], "rate",
-             "Cell executions per minute"),
+        _kpi(f"Events/{unit}", events_rate(current), events_rate(previous), "rate", events_help),
+        _kpi(f"Executions/{unit}", executions_rate(current), executions_rate(previous), "rate",
+             f"Cell executions per {'minute' if unit == 'min' else unit}"),
         _kpi("Failure rate", current["failure_rate"], previous["failure_rate"], "percent",
              "Share of cell executions that raised an error", lower_is_better=True),
     ]  # fmt: skip

@@ -242,12 +242,13 @@ class Pipeline:
                 state.stream_time = max(state.stream_time, when)
                 age = state.stream_time - when  # behind the partition's newest event
                 if age > day_retention:
-                    batch.count("expired", raw_offset, when)
+                    batch.count("expired", raw_offset, state.stream_time)  # when it came, in stream time
                     continue
                 held = age <= minute_retention
-                if is_fresh and not (in_order and held):
-                    # a replay finds the counter's minute, and with it the event, already applied
-                    batch.count("late" if held else "backfilled", raw_offset, when)
+                if is_fresh and not held:
+                    batch.count("backfilled", raw_offset, state.stream_time)
+                elif is_fresh and not in_order:  # in the event's own minute, which a replay finds applied
+                    batch.count("late", raw_offset, when)
                 counted = True
                 add(result, when, raw_offset, in_order and held, age <= hour_retention)
                 if events_topic is not None:

@@ -89,13 +89,18 @@ def simulate(out_dir: Path) -> Simulated:
         settings = SimulatorSettings(
             users=users, seed=seed, duration=MINUTES * 60, start=START, namespace=namespace
         )
-        facts += [
-            Fact(namespace, line.ms - line.ms % 60_000, line.pod.slug, line.event.path,
-                 line.event.session_id, line.event.name, line.event.error)
-            for line in Simulation(settings).lines()
-            if line.event is not None
-        ]  # fmt: skip
+        facts += facts_of(settings)
     return Simulated(out_dir / "logs", truths, facts)
+
+
+def facts_of(settings: SimulatorSettings) -> list[Fact]:
+    """The events a simulation writes, from its model (what its truth file counts too)."""
+    return [
+        Fact(settings.namespace, line.ms - line.ms % 60_000, line.pod.slug, line.event.path,
+             line.event.session_id, line.event.name, line.event.error)
+        for line in Simulation(settings).lines()
+        if line.event is not None
+    ]  # fmt: skip
 
 
 def counts(facts: Iterable[Fact]) -> dict[str, Any]:

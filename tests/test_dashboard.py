@@ -80,6 +80,8 @@ def test_kpis_show_the_api_numbers_and_their_change() -> None:
     assert tiles["Failure rate"].lower_is_better
     filtered = {t.label: t for t in model.kpis(OVERVIEW, span, ["CellExecuteEvent"])}
     assert (filtered["Events/min"].text, filtered["Events/min"].previous_text) == ("4.3", "5.0")
+    by_day = {t.label: t for t in model.kpis(OVERVIEW, Span(T0, T0 + 30 * model.DAY_MS, "day"))}
+    assert (by_day["Events/day"].text, by_day["Executions/day"].text) == ("98,971.2", "6,148.8")
     no_executions = {**OVERVIEW, "previous": {**OVERVIEW["previous"], "failure_rate": None}}
     assert model.kpis(no_executions, span)[-1].delta is None
 
