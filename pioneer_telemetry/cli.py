@@ -205,10 +205,11 @@ app.command()(simulate)
 app.command()(collect)
 
 
-from streams.cli import parse, worker  # noqa: E402
+from streams.cli import export, parse, worker  # noqa: E402
 
 app.command()(parse)
 app.command()(worker)
+app.command()(export)
 
 
 from dashboard.cli import dashboard  # noqa: E402

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -117,3 +118,57 @@ def worker(
     Worker(
         app, loglevel="INFO", workdir=str(settings.data_dir), redirect_stdouts=False
     ).execute_from_commandline()
+
+
+def export(
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder of the Parquet files and the state.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="Only events from this time on (ISO 8601, e.g. 2026-09-01).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", help="Only events before this time (ISO 8601).")
+    ] = None,
+    topic: Annotated[str | None, typer.Option(help="The events topic (default pioneer.events).")] = None,
+    day_time_zone: Annotated[
+        str | None, typer.Option(help="Days of the date= partitions, as the worker's day windows (UTC).")
+    ] = None,
+) -> None:
+    """Export the events topic to Parquet, a `date=YYYY-MM-DD/` folder per day, deduplicated on event_id;
+    a later run appends only what is new."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn  # noqa: PLC0415
+
+    from pioneer_telemetry.config import KafkaSettings  # noqa: PLC0415
+    from pioneer_telemetry.kafka_access import KafkaAccessDenied  # noqa: PLC0415
+    from streams.export import ExportSettings, run_export  # noqa: PLC0415
+
+    def epoch_ms(text: str | None) -> int | None:
+        if text is None:
+            return None
+        moment = datetime.fromisoformat(text)
+        return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+    flags = {"out_dir": out_dir, "topic": topic, "day_time_zone": day_time_zone,
+             "from_ms": epoch_ms(since), "to_ms": epoch_ms(until)}  # fmt: skip
+    settings = ExportSettings(**{k: v for k, v in flags.items() if v is not None})
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"exporting {settings.topic}", total=None)
+        try:
+            result = run_export(
+                settings, KafkaSettings(), lambda done, total: bar.update(task, completed=done, total=total)
+            )
+        except (KafkaAccessDenied, ValueError) as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(
+        f"{result.exported:,} events exported into {len(result.files)} files under {settings.out_dir} "
+        f"({result.read:,} records read, {result.duplicates:,} duplicates and {result.outside:,} outside the range skipped)",
+        err=True,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,19 +14,26 @@ import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import orjson
+import pandas as pd
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from collector.simulate import SimulatorSettings
 from pioneer_telemetry.kafka_local import free_port
+from streams.export import ExportSettings, run_export
 from streams.topics import TopicSettings, ensure_topics, topic_specs
 from tests.clock import epoch_ms, iso, recent_hour
 from tests.helpers import (
     CollectorThread,
     WorkerProcess,
+    consume,
     consume_envelopes,
     kafka_settings,
     settings_for,
@@ -79,10 +87,16 @@ def points_by_start(answer: dict[str, Any]) -> dict[int, int]:
     return {p["start_ms"]: p["events"] for p in answer["points"] if p["events"]}
 
 
+@dataclass(frozen=True)
+class Year:
+    worker: WorkerProcess
+    facts: list[Fact]
+    span: dict[str, int]
+    topics: TopicSettings
+
+
 @pytest.fixture(scope="module")
-def year(
-    kafka_broker: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[WorkerProcess, list[Fact], dict[str, int]]]:
+def year(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Year]:
     """A course's year, ending this hour: four students, a working block every four weeks or so."""
     base = tmp_path_factory.mktemp("year")
     start = recent_hour(0) - timedelta(days=365)
@@ -101,7 +115,7 @@ def year(
             timeout_s=300,
             what="the year counted",
         )
-        yield worker, facts, span
+        yield Year(worker, facts, span, topics)
     finally:
         worker.kill(signal.SIGTERM)
 
@@ -113,10 +127,8 @@ def unique(kafka_broker: str, prefix: str) -> TopicSettings:
     return topics
 
 
-def test_a_year_by_the_day_equals_the_truth_per_user_and_notebook(
-    year: tuple[WorkerProcess, list[Fact], dict[str, int]],
-) -> None:
-    worker, facts, span = year
+def test_a_year_by_the_day_equals_the_truth_per_user_and_notebook(year: Year) -> None:
+    worker, facts, span = year.worker, year.facts, year.span
     assert len(facts) > 50_000  # a real year, not a token one
     answer = worker.get("timeseries", **span)
     assert answer["resolution"] == "day"  # a year: the finest windows held for it
@@ -140,12 +152,10 @@ def test_a_year_by_the_day_equals_the_truth_per_user_and_notebook(
     assert points_by_start({"points": notebook["timeline"]}) == by_day(f for f in facts if f.path == path)
 
 
-def test_the_term_range_renders_by_the_day_in_a_browser(
-    year: tuple[WorkerProcess, list[Fact], dict[str, int]], tmp_path: Path
-) -> None:
+def test_the_term_range_renders_by_the_day_in_a_browser(year: Year, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415
 
-    worker, facts, _ = year
+    worker, facts = year.worker, year.facts
     chromium = shutil.which("chromium")
     assert chromium, "the term page's check needs Debian's chromium"
     port = free_port()
@@ -186,6 +196,73 @@ def test_the_term_range_renders_by_the_day_in_a_browser(
     assert (tmp_path / "term.png").stat().st_size > 50_000
     if os.environ.get("PIONEER_UPDATE_SCREENSHOTS"):
         shutil.copyfile(tmp_path / "term.png", SCREENSHOTS / "term.png")
+
+
+EXPORT_DOC = Path(__file__).resolve().parents[1] / "docs" / "export.md"
+
+
+def monday(ms: int) -> int:
+    day = day_of(ms)
+    return day - datetime.fromtimestamp(day / 1000, UTC).weekday() * DAY
+
+
+def test_the_export_to_parquet_equals_the_truth_once_and_appends_only_what_is_new(
+    year: Year, kafka_broker: str, tmp_path: Path
+) -> None:
+    facts, topics = year.facts, year.topics
+    published = consume(kafka_broker, topics.events, expected=len(facts), timeout_s=120)
+    assert len(published) == len(facts)
+
+    async def replay(events: list[dict[str, Any]]) -> None:  # what a worker's crash leaves on the topic
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+        await producer.start()
+        try:
+            for event in events:
+                await producer.send(
+                    topics.events, orjson.dumps(event), key=(event["session_id"] or "").encode()
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(replay(published[-300:]))
+    out = tmp_path / "export"
+    settings = ExportSettings(out_dir=out, topic=topics.events, chunk_messages=40_000)
+    first = run_export(settings, kafka_settings(kafka_broker), lambda done, total: None)
+    assert (first.exported, first.duplicates) == (len(facts), 300)
+
+    files = f"{out}/**/*.parquet"
+    rows = duckdb.sql(f"SELECT date, \"user\", count(DISTINCT event_id) AS n, count(*) AS c "
+                      f"FROM read_parquet('{files}', hive_partitioning = true) GROUP BY ALL").fetchall()  # fmt: skip
+    assert all(n == c for _, _, n, c in rows)  # no event twice
+    per_day = Counter[int]()
+    for day, _, n, _ in rows:
+        per_day[int(datetime.combine(day, datetime.min.time(), UTC).timestamp() * 1000)] += n
+    assert dict(per_day) == by_day(facts)
+    per_user = Counter[str]()
+    for _, user, n, _ in rows:
+        per_user[user] += n
+    assert per_user == Counter(f.user for f in facts)
+
+    weekly, errors = re.findall(r"```sql\n(.*?)```", EXPORT_DOC.read_text(), re.DOTALL)
+    shown = duckdb.sql(weekly.replace("EXPORT", str(out))).fetchall()
+    assert {(user, int(week.timestamp() * 1000)): n for user, week, n in shown} == Counter(
+        (f.user, monday(f.minute_ms)) for f in facts
+    )
+    executions = Counter(f.path for f in facts if f.name == "CellExecuteEvent")
+    failures = Counter(f.path for f in facts if f.error)
+    shown = duckdb.sql(errors.replace("EXPORT", str(out))).fetchall()
+    assert {path: (e, f) for path, e, f, _ in shown} == {p: (n, failures[p]) for p, n in executions.items()}
+
+    (snippet,) = re.findall(r"```python\n(.*?)```", EXPORT_DOC.read_text(), re.DOTALL)
+    scope: dict[str, Any] = {"EXPORT": str(out)}
+    exec(snippet, scope)  # the page's pandas example, as written
+    assert dict(scope["per_week"]) == {(u, pd.Timestamp(w, unit="ms", tz="UTC")): n for (u, w), n in Counter(
+        (f.user, monday(f.minute_ms)) for f in facts).items()}  # fmt: skip
+    assert dict(scope["error_rate"]) == pytest.approx({p: failures[p] / n for p, n in executions.items()})
+
+    again = run_export(settings, kafka_settings(kafka_broker), lambda done, total: None)
+    assert (again.read, again.exported, again.files) == (0, 0, [])  # nothing new since the first run
 
 
 def test_a_backfill_after_newer_data_lands_in_its_windows_exactly_once(
