@@ -29,6 +29,7 @@ WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 # log shippers read 0640-root kubelet files from hostPath: documented exceptions to running as non-root
 ROOT_COMPONENTS = {"collector", "fluent-bit"}
 STRIMZI_GROUP = "kafka.strimzi.io/"
+MONITORING_GROUP = "monitoring.coreos.com/"  # the Prometheus operator's (kube-prometheus-stack)
 
 
 def load_docs(path: str) -> list[dict[str, Any]]:
@@ -45,12 +46,12 @@ def name_of(doc: dict[str, Any]) -> str:
 
 def split(rendered: str, k8s_out: str, crs_out: str) -> list[str]:
     docs = load_docs(rendered)
-    crs = [d for d in docs if str(d.get("apiVersion", "")).startswith(STRIMZI_GROUP)]
+    crs = [d for d in docs if str(d.get("apiVersion", "")).startswith((STRIMZI_GROUP, MONITORING_GROUP))]
     rest = [d for d in docs if d not in crs]
     for out, part in ((k8s_out, rest), (crs_out, crs)):
         with open(out, "w", encoding="utf-8") as handle:
             yaml.safe_dump_all(part, handle, sort_keys=False)
-    print(f"{len(rest)} Kubernetes resources, {len(crs)} Strimzi resources")
+    print(f"{len(rest)} Kubernetes resources, {len(crs)} Strimzi and Prometheus-operator resources")
     return []
 
 
@@ -483,7 +484,8 @@ STRIMZI_SHAPES: dict[str, dict[str, Any]] = {
 
 def strimzi(crs: str) -> list[str]:
     docs = load_docs(crs)
-    problems: list[str] = []
+    problems = monitoring([d for d in docs if d["apiVersion"].startswith(MONITORING_GROUP)])
+    docs = [d for d in docs if d["apiVersion"].startswith(STRIMZI_GROUP)]
     clusters = {d["metadata"]["name"] for d in docs if d["kind"] == "Kafka"}
     pools = [d for d in docs if d["kind"] == "KafkaNodePool"]
     for doc in docs:
@@ -513,6 +515,59 @@ def strimzi(crs: str) -> list[str]:
         ].get("config", {}):
             problems.append(f"{name_of(topic)}: neither retention nor compaction")
     print(f"{len(docs)} Strimzi resources have the expected shape")
+    return problems
+
+
+# ------------------------------------------------------------------------------------------ monitoring
+
+# Hand-written from the Prometheus operator's API reference: what this chart renders of its
+# ServiceMonitor and PodMonitor (its CRDs come from no package registry reachable here).
+_ENDPOINT = {
+    "type": "object",
+    "required": ["port"],
+    "properties": {
+        "port": {"type": "string"},
+        "path": {"type": "string", "pattern": "^/"},
+        "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+        "scheme": {"enum": ["http", "https"]},
+    },
+}
+MONITORING_SHAPES: dict[str, dict[str, Any]] = {
+    kind: {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "metadata": {"type": "object", "required": ["name"], "properties": {"name": _NAME}},
+            "spec": {
+                "type": "object",
+                "required": ["selector", endpoints],
+                "properties": {
+                    "selector": {
+                        "type": "object",
+                        "required": ["matchLabels"],
+                        "properties": {"matchLabels": {"type": "object", "minProperties": 1}},
+                    },
+                    endpoints: {"type": "array", "minItems": 1, "items": _ENDPOINT},
+                    "namespaceSelector": {"type": "object"},
+                },
+            },
+        },
+    }
+    for kind, endpoints in (("ServiceMonitor", "endpoints"), ("PodMonitor", "podMetricsEndpoints"))
+}
+
+
+def monitoring(docs: list[dict[str, Any]]) -> list[str]:
+    problems = []
+    for doc in docs:
+        shape = MONITORING_SHAPES.get(doc["kind"])
+        if shape is None:
+            problems.append(f"{name_of(doc)}: no shape known for this Prometheus-operator kind")
+            continue
+        for error in jsonschema.Draft7Validator(shape).iter_errors(doc):
+            path = "/".join(str(p) for p in error.absolute_path)
+            problems.append(f"{name_of(doc)}: {path}: {error.message}")
     return problems
 
 

@@ -151,18 +151,10 @@ class ReadApi:
     # -- this worker's partials ---------------------------------------------------------------------
 
     def local_partitions(self) -> list[int]:
-        raw = self.pipeline.raw_topic_name
-        return sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == raw)
+        return self.pipeline.local_partitions()
 
     def local_windows(self, resolution: str, starts: Sequence[int]) -> dict[int, Window]:
-        table = self.pipeline.tables[f"{resolution}s"]
-        windows: dict[int, Window] = {}
-        for partition in self.local_partitions():
-            for start in starts:
-                stored = table.get(f"{partition}|{start}".encode())
-                if stored is not None:
-                    merge_into(windows.setdefault(start, empty_window()), orjson.loads(stored))
-        return windows
+        return self.pipeline.local_windows(resolution, starts)
 
     async def local_health(self) -> dict[str, Any]:
         consumer = self.app.consumer

@@ -26,8 +26,8 @@ import contextlib
 import logging
 import time
 import weakref
-from collections import defaultdict
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -35,7 +35,9 @@ from typing import ClassVar, Literal
 import faust
 import orjson
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -52,6 +54,7 @@ from streams.aggregate import (
 )
 from streams.envelope import EnvelopeReader, envelopes
 from streams.framing import rfc3339_to_ms
+from streams.metrics import WorkerMetrics
 from streams.outbox import Outbox
 from streams.parser import LineParser
 from streams.schema import DeadLetter, PioneerEvent
@@ -152,6 +155,8 @@ class Pipeline:
         self.envelopes = EnvelopeReader(topics.raw)
         self.last_crash: str | None = None  # the agent's last crash, for the health endpoint
         self.outbox = Outbox(app)
+        self.metrics = WorkerMetrics()
+        self.metrics.watch(self)
 
     def state(self, partition: int) -> PartitionState:
         """The partition's state; a partition new to this process resumes its stream time from the
@@ -191,6 +196,30 @@ class Pipeline:
             "hour": _window_ceil(floors["hour"], HOUR_MS),
             "day": day if day >= floors["day"] else self.calendar.start(day + 25 * HOUR_MS),
         }
+
+    def local_partitions(self) -> list[int]:
+        """The raw topic's partitions this worker owns now."""
+        actives = self.app.assignor.assigned_actives()
+        return sorted(tp.partition for tp in actives if tp.topic == self.raw_topic_name)
+
+    def lag(self, partition: int) -> int | None:
+        """Raw-topic records of the partition not processed yet (None before the first)."""
+        consumer, state = self.app.consumer, self.partitions.get(partition)
+        if consumer is None or state is None:
+            return None
+        highwater = consumer.highwater(TP(self.raw_topic_name, partition))
+        return None if highwater is None else max(highwater - state.last_offset - 1, 0)
+
+    def local_windows(self, resolution: str, starts: Sequence[int]) -> dict[int, Window]:
+        """This worker's partials of the windows starting at `starts`, merged per start."""
+        table = self.tables[f"{resolution}s"]
+        windows: dict[int, Window] = {}
+        for partition in self.local_partitions():
+            for start in starts:
+                stored = table.get(window_key(partition, start))
+                if stored is not None:
+                    merge_into(windows.setdefault(start, empty_window()), orjson.loads(stored))
+        return windows
 
     async def process(self, events: list[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -326,6 +355,10 @@ class _PartitionBatch:
         self._delta: Window = {}
         self._sources: dict[str, dict[str, int]] = {}
         self.written_minutes: dict[bytes, bytes] = {}  # window key -> its value as written
+        # what the batch added, for the metrics: events by (name, namespace), failures, pipeline counters
+        self.added: Counter[tuple[str, str]] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.counted: Counter[str] = Counter()
 
     def add(self, event: PioneerEvent, time_ms: int, raw_offset: int, minutes: bool, hours: bool) -> None:
         """Count an event into its minute (if `minutes`), hour (if `hours`) and day, unless they already
@@ -334,6 +367,7 @@ class _PartitionBatch:
         if minute == self._delta_minute and minutes and hours:  # its windows did not hold the last event
             add_event(self._delta, event)
             self._delta["o"] = raw_offset
+            self._added(event)
             return
         slots = [(DAYS, self.pipeline.calendar.start(minute))]
         if hours:
@@ -348,11 +382,20 @@ class _PartitionBatch:
             add_event(delta, event)
             delta["o"] = raw_offset  # events come in offset order
             self._delta_minute, self._delta = minute, delta
+            self._added(event)
             return
+        if raw_offset > applied[0]:  # new to its day window: an event counted once, however it came
+            self._added(event)
         for slot, offset in zip(slots, applied, strict=True):
             if raw_offset > offset:  # late or backfilled, or a crash wrote some windows and not the others
                 add_event(self.windows[slot], event)
                 self.windows[slot]["o"] = max(self.windows[slot]["o"], raw_offset)
+
+    def _added(self, event: PioneerEvent) -> None:
+        namespace = event["namespace"] or ""
+        self.added[event["event_name"], namespace] += 1
+        if event["success"] is False:
+            self.failed[namespace] += 1
 
     def count(self, name: str, raw_offset: int, time_ms: int) -> None:
         """Health counters live in a minute that a replay finds again, so they stay exact too."""
@@ -362,6 +405,7 @@ class _PartitionBatch:
             value = self.windows[slot]
             value[name] += 1
             value["o"] = max(value["o"], raw_offset)
+            self.counted[name] += 1
 
     def source(self, source_id: str) -> dict[str, int]:
         """Per source: highest collector offset (`max`) and raw offset (`raw`) seen, event-time watermark."""
@@ -388,6 +432,7 @@ class _PartitionBatch:
                 self.written_minutes[key] = encoded
         for source_id, value in self._sources.items():
             self.pipeline.sources[f"{self.partition}|{source_id}".encode()] = orjson.dumps(value)
+        self.pipeline.metrics.add(self.added, self.failed, self.counted)
 
     def _load(self, name: str, start: int) -> int:
         """Read a stored window into the batch once; returns the raw offset it held before the batch."""
@@ -485,4 +530,11 @@ def create_app(
                 raise
 
     register_api(app, pipeline, settings.api_token.get_secret_value() if settings.api_token else None)
+
+    @app.page("/metrics")
+    async def metrics(self: View, request: Request) -> Response:
+        """Prometheus metrics: counters and gauges without user, notebook or session labels (no token)."""
+        body = generate_latest(pipeline.metrics.registry)
+        return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     return app

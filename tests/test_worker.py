@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
+import urllib.request
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -14,7 +16,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
+from collector.metrics import COLLECTOR_METRICS
 from streams.privacy import DEFAULT_ENVIRON_ALLOWLIST
 from streams.topics import TopicSettings
 from tests.clock import epoch_ms, iso, recent_hour
@@ -22,6 +26,49 @@ from tests.helpers import CollectorThread, WorkerProcess, consume, settings_for,
 from tests.truth import all_counted, assert_equals_truth, collect, iso_ms, simulate, truth_range
 
 pytestmark = pytest.mark.kafka
+
+
+def assert_metrics_equal_truth(worker: WorkerProcess, truth: dict[str, Any]) -> None:
+    """What Prometheus scrapes from /metrics (no token) equals the simulator's truth."""
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    events = {
+        s.labels["event_name"]: s.value
+        for s in families["pioneer_events"].samples
+        if s.name.endswith("_total")
+    }
+    assert events == truth["by_event"]
+    assert {s.labels["namespace"] for s in families["pioneer_events"].samples} == {"dev"}
+    failures = sum(
+        s.value for s in families["pioneer_execution_failures"].samples if s.name.endswith("_total")
+    )
+    assert failures == sum(truth["failures_by_error"].values())
+    active = {s.labels["period"]: s.value for s in families["pioneer_active_users"].samples}
+    assert active == {"24h": len(truth["by_user"])}  # the run was three hours ago: none in the last hour
+    assert sum(s.value for s in families["pioneer_consumer_lag"].samples) == 0
+    for name in ("late_events", "backfilled_events", "expired_events", "duplicate_lines", "dead_letters"):
+        assert families[f"pioneer_{name}"].samples[0].value == 0, name
+    assert not any("user" in s.labels for f in families.values() for s in f.samples)  # no per-user labels
+    assert_grafana_dashboard_queries_exported_metrics({s.name for f in families.values() for s in f.samples})
+
+
+GRAFANA_DASHBOARD = (
+    Path(__file__).resolve().parents[1] / "deploy/helm/pioneer-telemetry/dashboards/pioneer-telemetry.json"
+)
+
+
+def assert_grafana_dashboard_queries_exported_metrics(worker_samples: set[str]) -> None:
+    """The chart's Grafana dashboard parses, and every metric its queries name is one we export."""
+    dashboard = json.loads(GRAFANA_DASHBOARD.read_text())
+    collector = {
+        s.name for metric in vars(COLLECTOR_METRICS).values() for f in metric.collect() for s in f.samples
+    }
+    queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    queries.append(dashboard["templating"]["list"][1]["query"]["query"])
+    named = {name for query in queries for name in re.findall(r"\bpioneer_[a-z_]+", query)}
+    assert named
+    assert named <= worker_samples | collector, named - worker_samples - collector
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
 
 
 @pytest.fixture
@@ -45,6 +92,7 @@ def test_one_worker_equals_the_ground_truth(
         assert not any(secret in json.dumps(events) for secret in truth["secret_values"])
         aggregates = consume(kafka_broker, topics.aggregates, expected=1)
         assert all(m.get("namespaces") for m in aggregates)  # closed minute windows were published
+        assert_metrics_equal_truth(worker, truth)
 
         def stream_times(w: WorkerProcess) -> dict[str, Any]:
             partitions = w.get("health")["partitions"]
