@@ -445,6 +445,18 @@ class _PartitionBatch:
         return applied
 
 
+# A restore replays a changelog from its start: compaction keeps it to about the live windows. Kafka
+# compacts only closed segments, so they close every 6 hours; a value may wait at most a day to be
+# compacted; an expired window's tombstone is kept a day, then goes too.
+CHANGELOG_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(6 * HOUR_MS),
+    "max.compaction.lag.ms": str(24 * HOUR_MS),
+    "min.cleanable.dirty.ratio": "0.2",
+    "delete.retention.ms": str(24 * HOUR_MS),
+}
+
+
 def changelog_specs(settings: WorkerSettings, topics: TopicSettings) -> list[TopicSpec]:
     """The tables' changelog topics, named as Faust names them. Created before Faust starts: when Faust
     creates them itself, a worker can read stale metadata (0 partitions) and crash its agent."""
@@ -453,7 +465,7 @@ def changelog_specs(settings: WorkerSettings, topics: TopicSettings) -> list[Top
             f"{settings.app_id}-{table}-changelog",
             topics.partitions,
             topics.replication_factor,
-            {"cleanup.policy": "compact"},
+            dict(CHANGELOG_CONFIG),
         )
         for table in (*WINDOW_TABLES, SOURCES)
     ]
