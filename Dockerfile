@@ -27,11 +27,12 @@ RUN python3 -m venv /opt/pioneer-telemetry
 WORKDIR /src
 
 # Dependencies first (their own layer, rebuilt only when pyproject.toml changes), then the project.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
       > /tmp/requirements.txt \
     && /opt/pioneer-telemetry/bin/pip install -r /tmp/requirements.txt
 
+COPY README.md ./
 COPY deploy/local/pom.xml deploy/local/log4j2.properties deploy/local/
 COPY pioneer_telemetry pioneer_telemetry
 COPY streams streams

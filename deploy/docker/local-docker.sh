@@ -133,6 +133,8 @@ build() {
   docker build --quiet --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     --build-arg "GIT_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)" \
     -t "$IMAGE" "$ROOT" >/dev/null
+  # the image of the previous build is left untagged: drop it, or every rebuild keeps ~400 MB more
+  docker image prune --force --filter "label=org.opencontainers.image.title=pioneer-telemetry" >/dev/null
 }
 
 api_token() {  # api_token DIR: a read API token only the containers' user (10001) can read, made once
@@ -160,7 +162,8 @@ up() {
 
 down() {
   if engine_answers; then
-    KAFKA_BOOTSTRAP_SERVERS=unused docker compose --project-name pioneer-telemetry down "$@"
+    # every profile, so that the demo simulator or anything else started with --profile goes too
+    KAFKA_BOOTSTRAP_SERVERS=unused docker compose --project-name pioneer-telemetry --profile '*' down "$@"
   fi
   "$ROOT/.venv/bin/pioneer-telemetry" kafka stop --data-dir "$KAFKA_DIR" || true
   engine_stop
