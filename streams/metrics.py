@@ -39,6 +39,10 @@ class WorkerMetrics:
             "pioneer_execution_failures", "Cell executions that raised an error", ["namespace"],
             registry=self.registry,
         )  # fmt: skip
+        self.revoked = PromCounter(
+            "pioneer_revoked_records", "Raw records fetched before their partition went to another worker: skipped",
+            registry=self.registry,
+        )  # fmt: skip
         self.pipeline_counters = {
             name: PromCounter(f"pioneer_{name}", help_text, registry=self.registry)
             for name, help_text in (

@@ -111,6 +111,38 @@ class CollectorThread:
         assert not self.thread.is_alive()
 
 
+class PacedLogs:
+    """Copies simulated pod logs into a watched folder a slice at a time, as pods would print them, so
+    faults land mid-stream; `done` is set once every line is written."""
+
+    def __init__(self, staged: Path, live: Path, slices: int = 400, pause_s: float = 0.05) -> None:
+        self.lines = {p.name: p.read_text().splitlines(keepends=True) for p in sorted(staged.glob("*.log"))}
+        self.live, self.slices, self.pause_s = live, slices, pause_s
+        live.mkdir(parents=True, exist_ok=True)
+        for name in self.lines:
+            (live / name).touch()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._write, daemon=True)
+
+    def start(self) -> PacedLogs:
+        self.thread.start()
+        return self
+
+    def _write(self) -> None:
+        files = {name: (self.live / name).open("a") for name in self.lines}
+        try:
+            for step in range(self.slices):
+                for name, lines in self.lines.items():
+                    size = -(-len(lines) // self.slices)
+                    files[name].writelines(lines[step * size : (step + 1) * size])
+                    files[name].flush()
+                time.sleep(self.pause_s)
+        finally:
+            for file in files.values():
+                file.close()
+            self.done.set()
+
+
 def unique_topics(prefix: str) -> TopicSettings:
     return TopicSettings(
         raw=f"{prefix}.raw", events=f"{prefix}.events", deadletter=f"{prefix}.dl", aggregates=f"{prefix}.agg"

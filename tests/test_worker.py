@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import signal
+import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -22,7 +23,7 @@ from collector.metrics import COLLECTOR_METRICS
 from streams.privacy import DEFAULT_ENVIRON_ALLOWLIST
 from streams.topics import TopicSettings
 from tests.clock import epoch_ms, iso, recent_hour
-from tests.helpers import CollectorThread, WorkerProcess, consume, settings_for, worker_env
+from tests.helpers import CollectorThread, PacedLogs, WorkerProcess, consume, settings_for, worker_env
 from tests.truth import all_counted, assert_equals_truth, collect, iso_ms, simulate, truth_range
 
 pytestmark = pytest.mark.kafka
@@ -174,6 +175,41 @@ def test_kill_9_and_restart_neither_loses_nor_double_counts(
     finally:
         collect_thread.stop()
         worker.kill(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("leave", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_worker_that_leaves_and_returns_mid_stream_keeps_two_workers_exact(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str, leave: signal.Signals
+) -> None:
+    """Its partitions go to the other worker and come back: records fetched before each hand-over are
+    delivered again after the seek to the committed offset, and must count once."""
+    truth = simulate(tmp_path / "staged", users=8, minutes=10, seed=3)
+    env = worker_env(kafka_broker, topics, app_id)
+    leaving = WorkerProcess(env, tmp_path / "w1", tmp_path / "w1.log").start()
+    staying = WorkerProcess(env, tmp_path / "w2", tmp_path / "w2.log").start()
+    logs = PacedLogs(tmp_path / "staged", tmp_path / "logs")
+    collect_thread = CollectorThread(settings_for(tmp_path / "logs", tmp_path), kafka_broker, topics)
+    span = truth_range(truth)
+    try:
+        for worker in (leaving, staying):
+            worker.wait_until(lambda w: len(w.get("health")["workers"]) == 2, what="two workers in the group")
+        logs.start()
+        staying.wait_until(lambda w: w.get("overview", **span)["current"]["events"] > truth["total"] * 0.3,
+                           what="a third of the events counted")  # fmt: skip
+        leaving.kill(leave)
+        staying.wait_until(
+            lambda w: len(w.get("health")["workers"]) == 1, what="the other worker's partitions"
+        )
+        time.sleep(3)
+        leaving.start()
+        assert logs.done.wait(timeout=120)
+        for worker in (leaving, staying):
+            worker.wait_until(all_counted(truth), timeout_s=180, what="all events counted")
+            assert_equals_truth(worker, truth)
+    finally:
+        collect_thread.stop()
+        leaving.kill(signal.SIGTERM)
+        staying.kill(signal.SIGTERM)
 
 
 def test_malformed_lines_become_dead_letters_and_the_worker_goes_on(
