@@ -447,7 +447,21 @@ EOF
 addons() {
   sed -e "s|@DNS_IP@|$DNS_IP|g" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" "$HERE/addons.yaml" | kubectl apply -f - >/dev/null
   volumes
-  wait_for "CoreDNS available" 180 kubectl -n kube-system wait --for condition=Available deployment/coredns --timeout 5s
+  wait_for "cluster DNS answering" 180 dns_answers
+}
+
+dns_answers() {  # a DNS query for the kubernetes Service, through the DNS Service's address (kube-proxy)
+  python3 - "$DNS_IP" <<'EOF'
+import socket, struct, sys
+query = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"".join(
+    bytes([len(label)]) + label.encode() for label in "kubernetes.default.svc.cluster.local".split(".")
+) + b"\0" + struct.pack(">HH", 1, 1)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+    udp.settimeout(2)
+    udp.sendto(query, (sys.argv[1], 53))
+    answer = udp.recv(512)
+sys.exit(0 if struct.unpack(">H", answer[6:8])[0] >= 1 else 1)  # one answer record at least
+EOF
 }
 
 up() {
