@@ -74,10 +74,13 @@ need_packages() {
 }
 
 # --- build ------------------------------------------------------------------------------------------
-build_kubernetes() {
-  local work source
-  work=$(mktemp -d)
+# Each build step's status is its last command's: they run inside `if`, where errexit does not apply.
+build_kubernetes() {  # build_kubernetes WORKDIR
+  local work=$1/kubernetes source
+  local commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+  mkdir -p "$work"
   source=$(go_cmd mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [[ -f $source/go.mod ]] || return 1
   {
     printf 'module pioneer-telemetry.local/kubernetes-build\n\ngo 1.24.0\n\ngodebug default=go1.24\n\n'
     printf 'require k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
@@ -86,44 +89,48 @@ build_kubernetes() {
     sed -n '/^replace (/,/^)/p' "$source/go.mod" | awk -v v="$STAGING_VERSION" '/=>/ { printf "\t%s => %s %s\n", $1, $1, v }'
     printf ')\n'
   } >"$work/go.mod"
-  local commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
-  log "building Kubernetes $K8S_VERSION (${commands[*]}) from its Go module (once; ~10 min on 2 cores)"
-  mkdir -p "$BIN.part"
-  (cd "$work" && go_cmd get "${commands[@]/#/k8s.io/kubernetes/cmd/}" >/dev/null 2>&1 \
+  local packages=("${commands[@]/#/k8s.io/kubernetes/cmd/}")
+  (cd "$work" && go_cmd get "${packages[@]/%/@$K8S_VERSION}" \
     && go_cmd build -trimpath -o "$BIN.part/" -ldflags "-s -w \
       -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
       -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34 \
-      -X k8s.io/component-base/version.gitTreeState=clean" "${commands[@]/#/k8s.io/kubernetes/cmd/}")
-  rm -rf "$work"
+      -X k8s.io/component-base/version.gitTreeState=clean" "${packages[@]}")
 }
 
 build_crictl() {
-  log "building crictl $CRICTL_VERSION"
   GOBIN=$BIN.part go_cmd install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
     "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 }
 
-build_static() {  # build_static NAME DIR [REQUIRE@VERSION]: a static binary from one of our main packages
-  local name=$1 dir=$2 require=${3:-} work
-  work=$(mktemp -d)
-  cp "$dir/main.go" "$work/"
-  (cd "$work" && go_cmd mod init "pioneer-telemetry.local/$name" >/dev/null 2>&1 \
-    && { [[ -z $require ]] || go_cmd get "$require" >/dev/null 2>&1; } \
-    && go_cmd mod tidy >/dev/null 2>&1 && go_cmd build -trimpath -ldflags "-s -w" -o "$BIN.part/$name" .)
-  rm -rf "$work"
+build_static() {  # build_static WORKDIR NAME [REQUIRE@VERSION]: a static binary of deploy/k8s/NAME/main.go
+  local work=$1/$2 name=$2 require=${3:-}
+  mkdir -p "$work"
+  cp "$HERE/$name/main.go" "$work/"
+  (cd "$work" && go_cmd mod init "pioneer-telemetry.local/$name" \
+    && { [[ -z $require ]] || go_cmd get "$require"; } \
+    && go_cmd mod tidy && go_cmd build -trimpath -ldflags "-s -w" -o "$BIN.part/$name" .)
 }
 
 binaries() {
   [[ -e $BIN/.complete ]] && return
+  local work
+  work=$(mktemp -d)
   rm -rf "$BIN.part"
-  build_kubernetes
-  build_crictl
-  log "building the pod sandbox (deploy/k8s/pause) and CoreDNS $COREDNS_VERSION (deploy/k8s/coredns)"
-  build_static pause "$HERE/pause"
-  build_static coredns "$HERE/coredns" "github.com/coredns/coredns@$COREDNS_VERSION"
+  mkdir -p "$BIN.part"
+  log "building Kubernetes $K8S_VERSION from its Go module, crictl $CRICTL_VERSION, CoreDNS $COREDNS_VERSION" \
+    "(deploy/k8s/coredns) and the pod sandbox (deploy/k8s/pause) once: ~11 min on 2 cores; output in $BIN.log"
+  if ! { build_kubernetes "$work" && build_crictl && build_static "$work" pause \
+      && build_static "$work" coredns "github.com/coredns/coredns@$COREDNS_VERSION"; } >"$BIN.log" 2>&1; then
+    rm -rf "$work"
+    tail -30 "$BIN.log" >&2
+    log "the build failed (all of its output: $BIN.log)"
+    return 1
+  fi
+  rm -rf "$work"
   touch "$BIN.part/.complete"
   rm -rf "$BIN"
   mv "$BIN.part" "$BIN"
+  log "built into $BIN"
 }
 
 docker_env() {
