@@ -300,8 +300,8 @@ def test_user_pods_logs_are_collected_from_the_kubelet_files_and_equal_the_truth
 
 @pytest.mark.xfail(
     reason="streams/worker.py: with two workers, the partitions handed to worker-1 when worker-0 leaves and "
-    "handed back when it returns count some events twice (20 of 647 in one minute window, duplicates 0; "
-    "2 of 2 runs); the single worker of tests/test_compose.py stays exact",
+    "back when it returns count some events twice (20 of 647 in one minute window, duplicates 0; 4 of 4 "
+    "runs); the same deletion with worker.replicas=1 stays exact",
     strict=False,
 )
 def test_deleting_the_worker_pod_mid_stream_keeps_the_counts_exact(release: Release) -> None:
