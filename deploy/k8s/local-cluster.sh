@@ -275,7 +275,8 @@ network() {
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link add "$BRIDGE" type bridge
   fi
-  ip addr show dev "$BRIDGE" | grep -q "inet $NODE_IP/" || ip addr add "$NODE_IP/24" dev "$BRIDGE"
+  # (not `ip … | grep -q`: grep's early exit can fail the pipeline under pipefail)
+  [[ $(ip -4 -o addr show dev "$BRIDGE") == *" inet $NODE_IP/"* ]] || ip addr add "$NODE_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
   mkdir -p "$STATE/cni/net.d"
   cat >"$STATE/cni/net.d/10-pioneer.conflist" <<EOF
