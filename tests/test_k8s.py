@@ -298,12 +298,6 @@ def test_user_pods_logs_are_collected_from_the_kubelet_files_and_equal_the_truth
         ApiClient(release.api.url).get("overview")
 
 
-@pytest.mark.xfail(
-    reason="streams/worker.py: with two workers, the partitions handed to worker-1 when worker-0 leaves and "
-    "back when it returns count some events twice (20 of 647 in one minute window, duplicates 0; 4 of 4 "
-    "runs); the same deletion with worker.replicas=1 stays exact",
-    strict=False,
-)
 def test_deleting_the_worker_pod_mid_stream_keeps_the_counts_exact(release: Release) -> None:
     cluster = release.cluster
     log_dir = release.work / "paced"
