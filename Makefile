@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test test-clock lint format deploy-check compose-up compose-down bench clean
+.PHONY: install up test test-clock lint format deploy-check compose-up compose-down k8s-up k8s-down k8s-test bench clean
 
 install: $(VENV)/.installed
 
@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 up: install
 	$(BIN)/pioneer-telemetry up
 
+# everything but the Kubernetes tests (k8s-test: they build and start a cluster of their own)
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not k8s"
 
 # the clock guard: the tests whose code reads the wall clock, with every process's clock moved 30 and
 # 400 days ahead (tests/timeshift); a test that depends on the day it runs fails here first
@@ -53,6 +54,19 @@ compose-up: install
 
 compose-down: install
 	bash deploy/docker/local-docker.sh down
+
+# the Helm chart installed on a single-node Kubernetes v1.34 built and started on this machine
+# (deploy/k8s/local-cluster.sh; built once, ~10 min, then cached): hooks, every workload Ready, pods'
+# logs collected from the kubelet's files, a worker deleted mid-stream, upgrade, uninstall. The cluster
+# keeps running for the next run; k8s-down stops it.
+k8s-test: install
+	$(BIN)/pytest -m k8s
+
+k8s-up:
+	bash deploy/k8s/local-cluster.sh up
+
+k8s-down:
+	bash deploy/k8s/local-cluster.sh down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

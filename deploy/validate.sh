@@ -8,7 +8,7 @@
 #                kubernetes-validate --strict for Kubernetes 1.37 (newest known) and 1.30 (the chart's
 #                floor), our policy rules, and Strimzi resources a shape check; values the chart must
 #                refuse are refused
-# Tools: helm is built from source with `go install` (no Debian package exists) once into the cache;
+# Tools: helm is built from source once into the cache (deploy/build-helm.sh);
 # the Python tools go into their own virtualenv there (deploy/validate-requirements.txt).
 # Usage: deploy/validate.sh [--out DIR]   (DIR keeps the rendered manifests; default: a temp dir)
 # Environment: PIONEER_CACHE_DIR (default ~/.cache/pioneer-telemetry), HELM (a helm binary to use
@@ -16,11 +16,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HELM_VERSION=v3.22.0
-# helm's default Kubernetes version is set at build time from its k8s.io/client-go (v0.37 in v3.22.0),
-# as helm's own Makefile does; without it a `go install` build assumes Kubernetes 1.20.
-HELM_K8S_MAJOR=1
-HELM_K8S_MINOR=37
 KUBE_VERSIONS=(1.37.0 1.30.0)
 CHART=deploy/helm/pioneer-telemetry
 CACHE=${PIONEER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pioneer-telemetry}
@@ -57,37 +52,8 @@ step() {  # step NAME COMMAND...: run and time it; the first failure ends the sc
 START=$(now)
 
 # --- tools -------------------------------------------------------------------------------------------
-build_helm() {
-  # Go's official install location, when it is not on PATH
-  command -v go >/dev/null || { [[ -x /usr/local/go/bin/go ]] && PATH=$PATH:/usr/local/go/bin; }
-  command -v go >/dev/null || {
-    echo "building helm $HELM_VERSION needs Go >= 1.26 (no Debian package of helm exists; Debian's" \
-         "golang-go is too old): install Go or set HELM=/path/to/helm" >&2
-    return 1
-  }
-  local tmp
-  mkdir -p "$CACHE/bin"
-  tmp=$(mktemp -d "$CACHE/bin/.build.XXXXXX")
-  echo "building helm $HELM_VERSION from source into $CACHE/bin (once; a few minutes on 2 cores)"
-  # GOTOOLCHAIN=local: use this Go, never download another toolchain
-  if ! GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w \
-      -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
-      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$HELM_K8S_MAJOR \
-      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR \
-      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$HELM_K8S_MAJOR \
-      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR" \
-      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; then
-    rm -rf "$tmp"
-    return 1
-  fi
-  mv "$tmp/helm" "$CACHE/bin/helm-$HELM_VERSION"
-  rm -rf "$tmp"
-}
 if [[ -z ${HELM:-} ]]; then
-  HELM=$CACHE/bin/helm-$HELM_VERSION
-  if ! "$HELM" version --short >/dev/null 2>&1; then
-    step "build helm $HELM_VERSION (go install)" build_helm
-  fi
+  HELM=$(bash deploy/build-helm.sh)
 fi
 echo "helm: $HELM ($("$HELM" version --short))"
 
