@@ -12,7 +12,13 @@ import typer
 
 from pioneer_telemetry.config import KafkaSettings
 from pioneer_telemetry.kafka_access import KafkaAccessDenied
-from pioneer_telemetry.kafka_local import LocalBroker, LocalKafkaError, LocalKafkaSettings, broker_answers
+from pioneer_telemetry.kafka_local import (
+    LocalBroker,
+    LocalCluster,
+    LocalKafkaError,
+    LocalKafkaSettings,
+    broker_answers,
+)
 
 app = typer.Typer(
     name="pioneer-telemetry",
@@ -21,12 +27,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-kafka_app = typer.Typer(help="A real single-node Apache Kafka (KRaft) on this machine.", no_args_is_help=True)
+kafka_app = typer.Typer(
+    help="A real Apache Kafka (KRaft) on this machine: one node, or a cluster (--brokers).",
+    no_args_is_help=True,
+)
 app.add_typer(kafka_app, name="kafka")
 topics_app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 
-DataDirOption = typer.Option(None, "--data-dir", help="Broker data directory (identifies the broker).")
+DataDirOption = typer.Option(
+    None, "--data-dir", help="Broker (or cluster) data directory (identifies the broker or cluster)."
+)
+CLUSTER_HEAP = "512m"  # per node of a local cluster: three JVMs share the machine
 
 
 BUILD_COMMIT_FILE = Path(sys.prefix) / "build-commit"  # written by the Dockerfile into the image's venv
@@ -79,9 +91,19 @@ def kafka_start(
     host: str = typer.Option(
         None, "--host", help="Address the client listeners bind and advertise (default 127.0.0.1)."
     ),
+    brokers: int = typer.Option(
+        1,
+        "--brokers",
+        min=1,
+        help="Nodes (combined KRaft controller + broker, one JVM each, free ports); 1: a single broker.",
+    ),
 ) -> None:
-    """Start the broker (downloads Kafka on first use) and print its bootstrap address once it answers."""
+    """Start the broker (downloads Kafka on first use) and print its bootstrap address once it answers.
+    With --brokers N (N > 1): a local cluster of N nodes in DATA_DIR/node-1..N; prints every address."""
     settings = _local_kafka(port, data_dir, secure, host)
+    if brokers > 1:
+        _start_cluster(settings, brokers, port)
+        return
     broker = LocalBroker(settings.data_dir)
     try:
         result = broker.start(
@@ -101,18 +123,48 @@ def kafka_start(
     typer.echo(result.state.bootstrap)
 
 
+def _start_cluster(settings: LocalKafkaSettings, brokers: int, port: int | None) -> None:
+    if settings.secure:
+        typer.echo("error: --secure is for a single broker only; a local cluster is plaintext", err=True)
+        raise typer.Exit(2)
+    if port:
+        typer.echo("error: a cluster's nodes take free ports; leave out --port with --brokers", err=True)
+        raise typer.Exit(2)
+    cluster = LocalCluster(settings.data_dir)
+    try:
+        result = cluster.start(brokers, CLUSTER_HEAP, max(settings.start_timeout_s, 120.0), settings.host)
+    except LocalKafkaError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    state = "already running" if result.already_running else "started"
+    pids = ", ".join(f"node {n.node_id} pid {n.pid}" for n in result.state.nodes)
+    typer.echo(f"Kafka cluster {state} ({pids}), data in {settings.data_dir}", err=True)
+    typer.echo(result.state.bootstrap)
+
+
+def _is_cluster(data_dir: Path) -> bool:
+    return LocalCluster(data_dir).state_file.is_file()
+
+
 @kafka_app.command("stop")
 def kafka_stop(data_dir: Path = DataDirOption) -> None:
-    """Stop the broker cleanly."""
+    """Stop the broker (or every node of the cluster) cleanly."""
     settings = _local_kafka(None, data_dir)
-    stopped = LocalBroker(settings.data_dir).stop()
+    if _is_cluster(settings.data_dir):
+        stopped = LocalCluster(settings.data_dir).stop()
+    else:
+        stopped = LocalBroker(settings.data_dir).stop()
     typer.echo("Kafka stopped" if stopped else f"no Kafka running for {settings.data_dir}", err=True)
 
 
 @kafka_app.command("status")
 def kafka_status(data_dir: Path = DataDirOption) -> None:
-    """Exit 0 and print the bootstrap address if the broker runs and answers, else exit 1."""
+    """Exit 0 and print the bootstrap address if the broker (every node of a cluster) runs and answers,
+    else exit 1."""
     settings = _local_kafka(None, data_dir)
+    if _is_cluster(settings.data_dir):
+        _cluster_status(LocalCluster(settings.data_dir))
+        return
     broker = LocalBroker(settings.data_dir)
     state = broker.state()
     if state is None:
@@ -120,6 +172,25 @@ def kafka_status(data_dir: Path = DataDirOption) -> None:
         raise typer.Exit(1)
     if not broker_answers(broker.client_settings(state)):
         typer.echo(f"process {state.pid} runs but {state.bootstrap} does not answer", err=True)
+        raise typer.Exit(1)
+    typer.echo(state.bootstrap)
+
+
+def _cluster_status(cluster: LocalCluster) -> None:
+    state = cluster.state()
+    if state is None:
+        typer.echo(f"not running ({cluster.data_dir})", err=True)
+        raise typer.Exit(1)
+    try:
+        registered = cluster.broker_ids(state, timeout_s=5.0)
+    except Exception:  # no node answers the metadata request
+        registered = set()
+    down = [n.node_id for n in state.nodes if not n.pid or n.node_id not in registered]
+    for node in state.nodes:
+        where = f"127.0.0.1:{node.port}"
+        status = "up" if node.node_id not in down else ("down" if not node.pid else "not registered")
+        typer.echo(f"node {node.node_id}  {where}  pid {node.pid or '-'}  {status}", err=True)
+    if down:
         raise typer.Exit(1)
     typer.echo(state.bootstrap)
 

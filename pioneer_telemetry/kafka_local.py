@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -30,9 +31,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
@@ -174,6 +175,89 @@ def broker_answers(kafka: KafkaSettings, timeout_s: float = 3.0) -> bool:
         aiokafka_log.setLevel(level)
 
 
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def format_storage(
+    java: str, lib: Path, properties: Path, cluster_id: str, extra: list[str] | None = None
+) -> None:
+    """`kafka-storage format` of the node `properties` describes, as part of cluster `cluster_id`."""
+    result = subprocess.run(
+        [
+            java,
+            "-cp",
+            f"{lib}/*",
+            f"-Dlog4j2.configurationFile={resource_dir() / 'log4j2.properties'}",
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(properties),
+            *(extra or []),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise LocalKafkaError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+
+
+def launch_kafka(
+    java: str, lib: Path, heap: str, properties: Path, log_file: Path, *, initial_heap: str = "256m"
+) -> subprocess.Popen[bytes]:
+    """One Kafka JVM (`kafka.Kafka properties`) in its own session, its output appended to `log_file`."""
+    command = [
+        java,
+        f"-Xmx{heap}",
+        f"-Xms{initial_heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={resource_dir() / 'log4j2.properties'}",
+        "-cp",
+        f"{lib}/*",
+        "kafka.Kafka",
+        str(properties),
+    ]
+    with log_file.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def is_kafka_process(pid: int, properties: Path) -> bool:
+    """Guards against pid reuse: the process must be kafka.Kafka with these properties."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"kafka.Kafka" in cmdline and str(properties).encode() in cmdline
+
+
+def wait_for_exit(pid: int, properties: Path, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not is_kafka_process(pid, properties):
+            return True
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap if we are the parent (tests, `up`)
+        time.sleep(0.1)
+    return not is_kafka_process(pid, properties)
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 @dataclass(frozen=True)
 class BrokerState:
     pid: int
@@ -275,6 +359,8 @@ class LocalBroker:
             running = self.state()
             if running is not None:
                 return StartResult(running, already_running=True)
+            if (self.data_dir / "cluster.json").is_file():
+                raise LocalKafkaError(f"{self.data_dir} holds a local cluster: start it with --brokers")
             formatted = (self.log_dirs / "meta.properties").is_file()
             if formatted and secure != self.secure:
                 raise LocalKafkaError(
@@ -363,26 +449,7 @@ class LocalBroker:
         }
 
     def _format_storage(self, java: str, lib: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        result = subprocess.run(
-            [
-                java,
-                "-cp",
-                f"{lib}/*",
-                f"-Dlog4j2.configurationFile={resource_dir() / 'log4j2.properties'}",
-                "kafka.tools.StorageTool",
-                "format",
-                f"--cluster-id={cluster_id}",
-                "-c",
-                str(self.properties),
-                *self._scram_user_arguments(),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise LocalKafkaError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+        format_storage(java, lib, self.properties, new_cluster_id(), self._scram_user_arguments())
 
     def _scram_user_arguments(self) -> list[str]:
         if not self.secure:
@@ -393,27 +460,7 @@ class LocalBroker:
     def _launch(
         self, java: str, lib: Path, heap: str, state: BrokerState
     ) -> tuple[BrokerState, subprocess.Popen[bytes]]:
-        command = [
-            java,
-            f"-Xmx{heap}",
-            "-Xms256m",
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={resource_dir() / 'log4j2.properties'}",
-            "-cp",
-            f"{lib}/*",
-            "kafka.Kafka",
-            str(self.properties),
-        ]
-        with self.log_file.open("ab") as out:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+        process = launch_kafka(java, lib, heap, self.properties, self.log_file)
         state = BrokerState(process.pid, state.port, state.controller_port, state.mtls_port, state.host)
         self.state_file.write_text(json.dumps(state.__dict__))
         return state, process
@@ -434,28 +481,13 @@ class LocalBroker:
         )
 
     def _is_our_process(self, pid: int) -> bool:
-        """Guards against pid reuse: the process must be kafka.Kafka with this data dir's properties."""
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return b"kafka.Kafka" in cmdline and str(self.properties).encode() in cmdline
+        return is_kafka_process(pid, self.properties)
 
     def _wait_for_exit(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self._is_our_process(pid):
-                return True
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # reap if we are the parent (tests, `up`)
-            time.sleep(0.1)
-        return not self._is_our_process(pid)
+        return wait_for_exit(pid, self.properties, timeout_s)
 
     def _log_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_file, lines)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -465,3 +497,346 @@ class LocalBroker:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One node of a local cluster: a combined controller and broker. Its ports are fixed at format time
+    (the controller quorum names them); `pid` is 0 while the node is down."""
+
+    node_id: int
+    port: int  # PLAINTEXT client listener (also inter-broker)
+    controller_port: int
+    proxied_port: int  # PROXIED listener, advertised as `proxy_port`: clients that must pass a proxy
+    proxy_port: int  # where a test's TCP proxy for this node listens (nothing listens there by default)
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    nodes: tuple[NodeState, ...]
+    host: str = "127.0.0.1"
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's client listener: clients find the cluster while any node answers."""
+        return ",".join(f"{self.host}:{node.port}" for node in self.nodes)
+
+    @property
+    def proxied_bootstrap(self) -> str:
+        """The nodes through their proxies: a client given this address only ever talks to the proxies,
+        since the PROXIED listener advertises the proxy ports."""
+        return ",".join(f"{self.host}:{node.proxy_port}" for node in self.nodes)
+
+    def node(self, node_id: int) -> NodeState:
+        return next(node for node in self.nodes if node.node_id == node_id)
+
+
+class LocalCluster:
+    """Several Kafka nodes (each a combined KRaft controller and broker, one JVM each) from the same jars,
+    identified by one data directory: `node-<id>/` per node and `cluster.json` for the cluster.
+
+    The quorum is static (`controller.quorum.voters`, node ids 1..n) and every node is formatted with the
+    same cluster id. Nodes can be killed (`kill_node`, SIGKILL) and started again (`start_node`) one at a
+    time, to test what clients do when a broker, a partition leader or the active controller disappears.
+    Internal topics are replicated min(3, n) times, with min.insync.replicas 2 from three nodes on."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.expanduser().resolve()
+        self.state_file = self.data_dir / "cluster.json"
+
+    def node_dir(self, node_id: int) -> Path:
+        return self.data_dir / f"node-{node_id}"
+
+    def properties(self, node_id: int) -> Path:
+        return self.node_dir(node_id) / "server.properties"
+
+    def log_file(self, node_id: int) -> Path:
+        return self.node_dir(node_id) / "kafka.log"
+
+    def _saved(self) -> ClusterState | None:
+        try:
+            raw = json.loads(self.state_file.read_text())
+            return ClusterState(
+                tuple(NodeState(**node) for node in raw["nodes"]), raw.get("host", "127.0.0.1")
+            )
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def _save(self, state: ClusterState) -> None:
+        payload = {"host": state.host, "nodes": [node.__dict__ for node in state.nodes]}
+        self.state_file.write_text(json.dumps(payload, indent=1))
+
+    def state(self) -> ClusterState | None:
+        """The cluster with the pid of each node that is alive (0 for the others); None when none is."""
+        saved = self._saved()
+        if saved is None:
+            return None
+        nodes = tuple(
+            replace(n, pid=n.pid if n.pid and is_kafka_process(n.pid, self.properties(n.node_id)) else 0)
+            for n in saved.nodes
+        )
+        return ClusterState(nodes, saved.host) if any(n.pid for n in nodes) else None
+
+    def start(
+        self, brokers: int = 3, heap: str = "512m", timeout_s: float = 120.0, host: str = "127.0.0.1"
+    ) -> ClusterStartResult:
+        """Start every node that is not running (formatting them on first use) and return once all of
+        them are registered brokers."""
+        if brokers < 2:
+            raise LocalKafkaError("a cluster has at least 2 nodes; for one, use LocalBroker")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            saved = self._saved()
+            if saved is not None and len(saved.nodes) != brokers:
+                raise LocalKafkaError(
+                    f"{self.data_dir} holds a cluster of {len(saved.nodes)} nodes; "
+                    f"start it with --brokers {len(saved.nodes)} or use another --data-dir"
+                )
+            if saved is None:
+                if (self.data_dir / "broker.json").exists() or (self.data_dir / "data").exists():
+                    raise LocalKafkaError(f"{self.data_dir} holds a single broker; use another --data-dir")
+                ports = [free_port() for _ in range(4 * brokers)]
+                if len(set(ports)) != len(ports):
+                    ports = [free_port() for _ in range(4 * brokers)]
+                saved = ClusterState(
+                    tuple(NodeState(i + 1, *ports[4 * i : 4 * i + 4]) for i in range(brokers)), host
+                )
+            running = self.state()
+            if running is not None and all(n.pid for n in running.nodes):
+                return ClusterStartResult(running, already_running=True)
+            lib, java = ensure_jars(), java_executable()
+            fresh = not any(
+                (self.node_dir(n.node_id) / "data" / "meta.properties").is_file() for n in saved.nodes
+            )
+            cluster_id = new_cluster_id()
+            for node in saved.nodes:
+                self.node_dir(node.node_id).mkdir(exist_ok=True)
+                self._write_properties(saved, node)
+                if fresh:
+                    format_storage(java, lib, self.properties(node.node_id), cluster_id)
+            self._save(saved)
+            for node in saved.nodes:
+                if running is None or not running.node(node.node_id).pid:
+                    self._launch(java, lib, node.node_id, heap)
+        state = self.wait_until_ready(timeout_s)
+        return ClusterStartResult(state, already_running=False)
+
+    def _launch(self, java: str, lib: Path, node_id: int, heap: str) -> None:
+        node = self._node(node_id)
+        for port in (node.port, node.controller_port, node.proxied_port):
+            if not port_is_free(port):
+                raise LocalKafkaError(f"port {port} of node {node_id} is in use by something else")
+        process = launch_kafka(
+            java, lib, heap, self.properties(node_id), self.log_file(node_id), initial_heap="128m"
+        )
+        saved = self._saved()
+        assert saved is not None
+        self._save(
+            replace(
+                saved,
+                nodes=tuple(replace(n, pid=process.pid) if n.node_id == node_id else n for n in saved.nodes),
+            )
+        )
+
+    def _node(self, node_id: int) -> NodeState:
+        saved = self._saved()
+        if saved is None:
+            raise LocalKafkaError(f"no cluster in {self.data_dir}")
+        return saved.node(node_id)
+
+    def wait_until_ready(self, timeout_s: float = 120.0, expected: int | None = None) -> ClusterState:
+        """Wait until `expected` (default: every running) nodes are brokers the cluster's metadata lists."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.state()
+            if state is None:
+                raise LocalKafkaError(
+                    f"no node of {self.data_dir} runs; last log lines:\n{self._log_tails()}"
+                )
+            want = expected if expected is not None else sum(1 for n in state.nodes if n.pid)
+            with contextlib.suppress(Exception):
+                if len(self.broker_ids(state, timeout_s=3.0)) >= want:
+                    return state
+            if time.monotonic() > deadline:
+                raise LocalKafkaError(
+                    f"the cluster did not show {want} brokers within {timeout_s:.0f} s:\n{self._log_tails()}"
+                )
+            time.sleep(0.3)
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop every node (SIGTERM, then SIGKILL after `timeout_s`). False if none was running."""
+        state = self.state()
+        if state is None:
+            return False
+        for node in state.nodes:
+            if node.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.pid, signal.SIGTERM)
+        for node in state.nodes:
+            if node.pid and not wait_for_exit(node.pid, self.properties(node.node_id), timeout_s):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.pid, signal.SIGKILL)
+                wait_for_exit(node.pid, self.properties(node.node_id), 10)
+        self._save(replace(state, nodes=tuple(replace(n, pid=0) for n in state.nodes)))
+        return True
+
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL one node (a crash: no controlled shutdown, no leadership hand-over)."""
+        state = self.state()
+        node = state.node(node_id) if state else None
+        if node is None or not node.pid:
+            raise LocalKafkaError(f"node {node_id} of {self.data_dir} is not running")
+        os.killpg(node.pid, signal.SIGKILL)
+        if not wait_for_exit(node.pid, self.properties(node_id), 10):
+            raise LocalKafkaError(f"node {node_id} (pid {node.pid}) survived SIGKILL")
+
+    def start_node(self, node_id: int, heap: str = "512m", timeout_s: float = 120.0) -> ClusterState:
+        """Start one node that is down again, and wait until it is a registered broker again."""
+        state = self.state()
+        if state is not None and state.node(node_id).pid:
+            return state
+        with self._lock():
+            self._launch(java_executable(), ensure_jars(), node_id, heap)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.state()
+            with contextlib.suppress(Exception):
+                node = state.node(node_id) if state is not None else None
+                own = KafkaSettings(bootstrap_servers=f"{state.host}:{node.port}") if node else None
+                if own and broker_answers(own, 2.0) and node_id in self.broker_ids(state, timeout_s=3.0):
+                    return state
+            if time.monotonic() > deadline:
+                raise LocalKafkaError(
+                    f"node {node_id} did not come back:\n{log_tail(self.log_file(node_id))}"
+                )
+            time.sleep(0.3)
+
+    def client_settings(self, state: ClusterState | None = None) -> KafkaSettings:
+        state = state or self.state() or self._saved()
+        if state is None:
+            raise LocalKafkaError(f"no cluster in {self.data_dir}")
+        return KafkaSettings(bootstrap_servers=state.bootstrap)
+
+    def broker_ids(self, state: ClusterState | None = None, timeout_s: float = 10.0) -> set[int]:
+        """The brokers the cluster's metadata lists now (alive and registered)."""
+        cluster = self._run(self._describe_cluster(state), timeout_s)
+        return {broker["node_id"] for broker in cluster["brokers"]}
+
+    def partition_leader(self, topic: str, partition: int = 0, timeout_s: float = 10.0) -> int:
+        """The node leading `topic`'s `partition` now (-1 while it has none)."""
+        return self._run(self._leader(topic, partition), timeout_s)
+
+    def isr(self, topic: str, partition: int = 0, timeout_s: float = 10.0) -> list[int]:
+        """The in-sync replicas of `topic`'s `partition`."""
+        return self._run(self._leader(topic, partition, isr=True), timeout_s)
+
+    def active_controller(self) -> int:
+        """The node leading the KRaft quorum (its `__cluster_metadata` partition): read from the
+        quorum-state files of the live nodes, the one with the newest epoch and a leader."""
+        state = self.state()
+        best: tuple[int, int] = (-1, -1)
+        for node in state.nodes if state else ():
+            if not node.pid:
+                continue
+            quorum = self.node_dir(node.node_id) / "data" / "__cluster_metadata-0" / "quorum-state"
+            with contextlib.suppress(OSError, ValueError):
+                raw = json.loads(quorum.read_text())
+                if raw.get("leaderId", -1) >= 0:
+                    best = max(best, (raw["leaderEpoch"], raw["leaderId"]))
+        if best[1] < 0:
+            raise LocalKafkaError("no active controller found")
+        return best[1]
+
+    async def _describe_cluster(self, state: ClusterState | None) -> dict:
+        from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+
+        admin = AIOKafkaAdminClient(**self.client_settings(state).client_options(), request_timeout_ms=5000)
+        await admin.start()
+        try:
+            return await admin.describe_cluster()
+        finally:
+            await admin.close()
+
+    async def _leader(self, topic: str, partition: int, isr: bool = False) -> Any:
+        from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+
+        admin = AIOKafkaAdminClient(**self.client_settings().client_options(), request_timeout_ms=5000)
+        await admin.start()
+        try:
+            (described,) = await admin.describe_topics([topic])
+            for p in described["partitions"]:
+                if p["partition"] == partition:
+                    return list(p["isr"]) if isr else p["leader"]
+            raise LocalKafkaError(f"{topic} has no partition {partition}")
+        finally:
+            await admin.close()
+
+    @staticmethod
+    def _run(coroutine: Any, timeout_s: float) -> Any:
+        """Run admin coroutines from sync code, even when the caller's thread runs an event loop."""
+        aiokafka_log = logging.getLogger("aiokafka")
+        level = aiokafka_log.level
+        aiokafka_log.setLevel(logging.CRITICAL)  # a dead node refusing connections is expected here
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, asyncio.wait_for(coroutine, timeout_s)).result()
+        finally:
+            aiokafka_log.setLevel(level)
+
+    def _write_properties(self, state: ClusterState, node: NodeState) -> None:
+        replicas = min(3, len(state.nodes))
+        min_isr = 2 if replicas >= 3 else 1
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in state.nodes)
+        host = state.host
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": str(node.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{host}:{node.port},PROXIED://{host}:{node.proxied_port},"
+            f"CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{node.port},PROXIED://{host}:{node.proxy_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.node_dir(node.node_id) / "data"),
+            "num.partitions": "1",
+            "default.replication.factor": str(replicas),
+            "min.insync.replicas": str(min_isr),
+            "offsets.topic.replication.factor": str(replicas),
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": str(min_isr),
+            "share.coordinator.state.topic.replication.factor": str(replicas),
+            "share.coordinator.state.topic.min.isr": str(min_isr),
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "unclean.leader.election.enable": "false",
+            # a killed node is noticed in seconds, not the default 9 s session
+            "broker.session.timeout.ms": "6000",
+            "broker.heartbeat.interval.ms": "1000",
+            "replica.lag.time.max.ms": "10000",
+        }
+        self.properties(node.node_id).write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+
+    def _log_tails(self) -> str:
+        saved = self._saved()
+        return "\n".join(
+            f"--- node {n.node_id}\n{log_tail(self.log_file(n.node_id), 10)}"
+            for n in (saved.nodes if saved else ())
+        )
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with (self.data_dir / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class ClusterStartResult:
+    state: ClusterState
+    already_running: bool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,16 +26,36 @@ class TopicSettings(ComponentSettings):
     deadletter: str = "pioneer.deadletter"
     aggregates: str = "pioneer.aggregates"
     partitions: int = 8
-    replication_factor: int = 1
+    replication_factor: int | None = None  # None: as many as the cluster allows, up to 3 (`replicas_for`)
     raw_retention_days: int = 7
+
+
+MAX_REPLICAS = 3
+MIN_INSYNC_REPLICAS = 2
+
+
+def replicas_for(brokers: int, wanted: int | None = None) -> int:
+    """The replication factor of a topic: `wanted`, or as many copies as the cluster allows, up to 3."""
+    return wanted if wanted is not None else max(1, min(MAX_REPLICAS, brokers))
+
+
+def durability_config(replicas: int) -> dict[str, str]:
+    """With 3 copies, a write (acks=all) must reach 2 of them: one broker can be down without stopping
+    producers, and an acknowledged record survives losing any one broker."""
+    return {"min.insync.replicas": str(MIN_INSYNC_REPLICAS)} if replicas >= MAX_REPLICAS else {}
 
 
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
-    replication_factor: int
+    replication_factor: int | None  # None: replicas_for(the cluster's brokers)
     config: dict[str, str] = field(default_factory=dict)
+
+    def resolved(self, brokers: int) -> TopicSpec:
+        """This spec on a cluster of `brokers`: its replication factor and min.insync.replicas decided."""
+        replicas = replicas_for(brokers, self.replication_factor)
+        return TopicSpec(self.name, self.partitions, replicas, durability_config(replicas) | self.config)
 
 
 def topic_specs(settings: TopicSettings | None = None) -> list[TopicSpec]:
@@ -65,7 +86,8 @@ async def ensure_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[To
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [spec for spec in specs if spec.name not in existing]
+        brokers = len((await admin.describe_cluster())["brokers"])
+        missing = [spec.resolved(brokers) for spec in specs if spec.name not in existing]
         if missing:
             response = await admin.create_topics(
                 [
@@ -114,3 +136,24 @@ async def _wait_until_visible(admin: Any, expected: dict[str, int], timeout_s: f
             raise TimeoutError(f"topics not visible after {timeout_s:.0f} s: {sorted(expected)}")
         if expected:
             await asyncio.sleep(0.1)
+
+
+async def cluster_brokers(kafka: KafkaSettings) -> int:
+    """How many brokers the cluster has now."""
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id=f"{kafka.client_id}-admin")
+    await admin.start()
+    try:
+        return len((await admin.describe_cluster())["brokers"])
+    finally:
+        await admin.close()
+
+
+def replication_factor(kafka: KafkaSettings, topics: TopicSettings) -> int:
+    """The configured replication factor, or (None) the one `ensure_topics` gives this cluster's topics.
+    Synchronous, for set-up code (the Faust app's own topics); safe inside a running event loop."""
+    if topics.replication_factor is not None:
+        return topics.replication_factor
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return replicas_for(pool.submit(asyncio.run, cluster_brokers(kafka)).result())

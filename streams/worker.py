@@ -518,6 +518,8 @@ def create_app(
 ) -> faust.App:
     """The worker's Faust app, with its agent, tables and read API."""
     from streams.api import register_api  # noqa: PLC0415 (the API needs the pipeline built here)
+    from streams.faust_producer import ACKS_ALL, use_idempotent_producer  # noqa: PLC0415
+    from streams.topics import replication_factor  # noqa: PLC0415
 
     settings = settings or WorkerSettings()
     kafka = kafka or KafkaSettings()
@@ -538,7 +540,7 @@ def create_app(
         web_graph_enabled=False,
         web_stats_enabled=False,
         topic_partitions=topics.partitions,
-        topic_replication_factor=topics.replication_factor,
+        topic_replication_factor=replication_factor(kafka, topics),  # Faust's own topics: as ours
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
         broker_session_timeout=settings.session_timeout_s,
@@ -546,12 +548,14 @@ def create_app(
         producer_max_batch_size=1024 * 1024,
         producer_compression_type="zstd",  # a tenth of the bytes: less work for us (CRC, copies) and the broker
         broker_heartbeat_interval=settings.session_timeout_s / 3,
+        producer_acks=ACKS_ALL,
         processing_guarantee="at_least_once",
         key_serializer="raw",
         value_serializer="raw",
         autodiscover=False,
         web_in_thread=False,
     )
+    use_idempotent_producer(app)  # acks=all and enable_idempotence (Faust sets them for transactions only)
     pipeline = Pipeline(app, settings, LineParser(parser or ParserSettings()), topics)
     raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, partitions=topics.partitions)
 
