@@ -164,7 +164,15 @@ load() {  # load IMAGE...: from the Docker engine into the node's containerd, un
       continue
     fi
     log "loading $image into containerd"
-    docker save "$image" | ctr_ images import - >/dev/null
+    # a retry: an import racing containerd's garbage collection of the image it replaces can fail with
+    # "parent snapshot ... does not exist" (seen once); the next import finds the layers again
+    local attempt
+    for attempt in 1 2 3; do
+      docker save "$image" | ctr_ images import - >/dev/null && break
+      ((attempt < 3)) || return 1
+      log "import failed (attempt $attempt); again in 5 s"
+      sleep 5
+    done
     mkdir -p "$RUN/images"
     printf '%s\n' "$id" >"$RUN/images/$(tr '/:' '__' <<<"$image")"
   done
