@@ -14,10 +14,10 @@ topic with `send_batch` before anything is timed.
     seconds of worker and broker over the timed interval.
 (b) latency: one more worker on fresh topics; envelopes paced at `--rate` (5,000/s) whose log time is
     "now", for `--duration` seconds per repeat (after a 3 s warm-up). Every 50 ms one of them is a
-    marker event with a unique session id (user `bench-marker`, partitions in turn); a poller asks
-    `/api/v1/users/bench-marker` every 50 ms and notes when each marker's session first appears.
-    Latency = that response's arrival - the marker's hand-over to the producer (an upper bound with
-    ~50 ms + one request of resolution). Reports p50 / p99 / max and the backlog when producing
+    marker event with a unique session id (user `bench-marker`, partitions in turn); a poller waits on
+    `/api/v1/changes` (answered as soon as a batch is counted), asks `/api/v1/users/bench-marker` and
+    notes when each marker's session first appears. Latency = that response's arrival - the marker's
+    hand-over to the producer (an upper bound with two requests of resolution). Reports p50 / p99 / max and the backlog when producing
     stopped (records produced minus processed: a worker slower than the offered rate falls behind,
     and latency grows with the run); a marker never seen is a FAILED.
 (c) reference: a plain aiokafka consumer over the same pre-filled topic, `orjson.loads` of the
@@ -90,7 +90,7 @@ HOUR_MS = 3_600_000
 MARKER_USER = "bench-marker"
 MARKER_EVERY_S = 0.05  # one marker event per 50 ms
 LINGER_S = CollectorSettings().linger_ms / 1000  # the feed sends what collected meanwhile, as the collector
-POLL_S = 0.05  # the latency poller asks the API every 50 ms
+WAIT_S = 1.0  # the latency poller's longest wait on /changes
 GIVE_UP_S = 30  # markers not seen are lost if none showed up for this long after producing ended
 POOL_SIZE = 20_000  # event lines kept as templates for the latency run
 ASCTIME_CHARS = len("2026-01-05 09:00:00,000")  # the log format starts with %(asctime)s
@@ -495,22 +495,30 @@ class LatencyRun:
 
 
 async def poll_markers(
-    url: str, sent: dict[str, float], seen: dict[str, float], done: asyncio.Event, interval_s: float
+    url: str, sent: dict[str, float], seen: dict[str, float], done: asyncio.Event
 ) -> list[str]:
     """Note when each sent marker's session first shows in the API; stop when all did, or when none
-    showed for `GIVE_UP_S` after producing ended. Returns the errors of failed polls."""
+    showed for `GIVE_UP_S` after producing ended. Waits on `/changes` (answered as soon as a batch is
+    counted) between reads, so the harness adds one request's time, not a poll interval. Returns the
+    errors of failed requests."""
     errors: list[str] = []
     from_ms = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS - MINUTE_MS
     give_up: float | None = None
+    token = ""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         while True:
             params = {"from_ms": from_ms, "to_ms": int(time.time() * 1000) + MINUTE_MS}
             try:
+                async with session.get(
+                    f"{url}/api/v1/changes", params={"after": token, "wait_s": WAIT_S}
+                ) as response:
+                    token = orjson.loads(await response.read())["token"]
                 async with session.get(f"{url}/api/v1/users/{MARKER_USER}", params=params) as response:
                     sessions = orjson.loads(await response.read())["sessions"]
             except (aiohttp.ClientError, TimeoutError) as error:
                 errors.append(repr(error))  # a busy worker answers late; the markers are seen later
                 sessions = []
+                await asyncio.sleep(0.05)
             arrived = time.perf_counter()
             for marker in sessions:
                 if marker in sent and marker not in seen:
@@ -522,7 +530,6 @@ async def poll_markers(
                 give_up = give_up or arrived + GIVE_UP_S
                 if arrived > give_up:
                     return errors
-            await asyncio.sleep(interval_s)
 
 
 async def processed(url: str) -> int:
@@ -546,7 +553,7 @@ async def latency_run(
     seen: dict[str, float] = {}
     run_id = f"bench-{uuid.uuid4().hex[:8]}"  # marker session ids: unique in every run
     done = asyncio.Event()
-    poller = asyncio.create_task(poll_markers(worker.url, sent, seen, done, interval_s=POLL_S))
+    poller = asyncio.create_task(poll_markers(worker.url, sent, seen, done))
     acks: list[asyncio.Future[Any]] = []
     produced = 0  # events
     records_produced = 0

@@ -365,24 +365,28 @@ def counted(worker: Worker, truth: dict[str, Any]) -> int:
 
 @dataclass
 class WorkerLive:
-    """Our worker on a live topic, and a thread asking its API for the marker user's notebooks every
-    50 ms (the resolution this adds to its latency)."""
+    """Our worker on a live topic, and a thread that waits on its API's `/changes` (answered as soon as
+    a batch is counted) and then asks for the marker user's notebooks: two requests of resolution."""
 
     worker: Worker
     markers: dict[str, float] = field(default_factory=dict)
     stopped: threading.Event = field(default_factory=threading.Event)
 
     def poll(self) -> None:
+        token = ""
         while not self.stopped.is_set():
             now = int(time.time() * 1000)
-            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
+            try:
+                token = self.worker.get("changes", after=token, wait_s=1)["token"]
                 answer = self.worker.get(
                     f"users/{MARKER_USER}", from_ms=now - 10 * MINUTE_MS, to_ms=now + MINUTE_MS
                 )
-                arrived = time.perf_counter()
-                for notebook in answer["notebooks"]:
-                    self.markers.setdefault(notebook["notebook"], arrived)
-            self.stopped.wait(0.05)
+            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
+                self.stopped.wait(0.05)  # not answering yet (starting, or busy): ask again shortly
+                continue
+            arrived = time.perf_counter()
+            for notebook in answer["notebooks"]:
+                self.markers.setdefault(notebook["notebook"], arrived)
 
     def cpu_s(self) -> float:
         return process_cpu_seconds(self.worker.pid)

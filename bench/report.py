@@ -153,8 +153,8 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "that lasts until the contender shows its first marker. Every 50 ms one event is a marker: a "
         "`CellExecuteEvent` in a notebook of its own. Latency is from handing the marker to the sink until "
         "the contender's aggregates hold that notebook: a peer reports it on stdout the moment it has "
-        "counted it; our worker is asked through its API every 50 ms (up to 50 ms of resolution, on its "
-        f"side only). Measured for {config['duration_s']:.0f} s.",
+        "counted it; our worker is waited on through its API (`/changes`, answered as soon as a batch is "
+        "counted, then the query: two requests of resolution, on its side only). Measured for {config['duration_s']:.0f} s.",
         "- **recovery**: a contender with its own consumer group and state reads the topic and is killed "
         "with SIGKILL once it has been consuming (a peer's first progress report, our worker's partitions "
         "assigned) for a third of its median throughput-run time; a new process with the same group and "

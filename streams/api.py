@@ -11,6 +11,8 @@ local partials over the requested range, merges them and answers, so any worker 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import time
@@ -49,6 +51,7 @@ MAX_WINDOWS = 24 * 60 * 8  # a request may span at most this many windows (8 day
 MINUTE_RANGE_MS = 24 * HOUR_MS  # without `resolution`, longer ranges are answered by the hour,
 HOUR_RANGE_MS = 31 * DAY_MS  # and ranges longer than a month by the day
 RESOLUTIONS = ("minute", "hour", "day")
+MAX_WAIT_S = 30.0  # the longest a `changes` request is held open
 
 
 class BadRequest(ValueError):
@@ -181,23 +184,52 @@ class ReadApi:
                 "last_event_at": state.last_event_at if state else None,
             }
         return {
-            "worker": str(self.app.conf.canonical_url),
+            "worker": self.url,
             "partitions": partitions,
             "last_crash": self.pipeline.last_crash,
         }
 
     # -- the cluster --------------------------------------------------------------------------------
 
+    @property
+    def url(self) -> str:
+        return str(self.app.conf.canonical_url).rstrip("/")
+
     def workers(self) -> list[str]:
         urls = {str(url).rstrip("/") for url in self.app.router.tables_metadata()}
-        urls.add(str(self.app.conf.canonical_url).rstrip("/"))
+        urls.add(self.url)
         return sorted(urls)
 
-    async def _fetch(self, url: str, path: str, params: dict[str, str]) -> Any:
-        if url == str(self.app.conf.canonical_url).rstrip("/"):
+    async def cluster_changes(self, seen: dict[str, str], wait_s: float) -> dict[str, str]:
+        """Every worker's change token, once one differs from `seen` (worker URL -> token) or after
+        `wait_s`. A worker that joined or left is a change: the partitions moved."""
+        workers = self.workers()
+        if set(seen) != set(workers):
+            wait_s = 0
+
+        async def token_of(url: str) -> str:
+            if url == self.url:
+                return await self.pipeline.changes.after(seen.get(url, ""), wait_s)
+            params = {"after": seen.get(url, ""), "wait_s": str(wait_s)}
+            return str((await self._fetch(url, "changes", params, timeout_s=wait_s + 10))["token"])
+
+        waits = {url: asyncio.ensure_future(token_of(url)) for url in workers}
+        try:
+            pending = set(waits.values())
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if any(task.result() != seen.get(url) for url, task in waits.items() if task in done):
+                    break
+        finally:
+            for task in waits.values():
+                task.cancel()
+        return {url: task.result() if task.done() else seen[url] for url, task in waits.items()}
+
+    async def _fetch(self, url: str, path: str, params: dict[str, str], timeout_s: float = 10) -> Any:
+        if url == self.url:
             return None  # answered locally by the caller
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
             session.get(f"{url}{API}/local/{path}", params=params, headers=self._headers()) as response,
         ):
             response.raise_for_status()
@@ -430,6 +462,31 @@ def notebook_detail(
     }
 
 
+def _wait_s(request: Request) -> float:
+    """How long a `changes` request may be held open: `wait_s`, at most MAX_WAIT_S (default 0)."""
+    try:
+        wait_s = float(request.query.get("wait_s", 0))
+    except ValueError:
+        raise BadRequest("wait_s must be a number of seconds") from None
+    return min(max(wait_s, 0.0), MAX_WAIT_S)
+
+
+def _encode_token(tokens: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(tokens, option=orjson.OPT_SORT_KEYS)).decode()
+
+
+def _decode_token(text: str) -> dict[str, str]:
+    """A `changes` token back to worker URL -> token; anything else (none, stale, garbled) is "seen
+    nothing", answered at once."""
+    try:
+        tokens = orjson.loads(base64.urlsafe_b64decode(text.encode()))
+    except (binascii.Error, orjson.JSONDecodeError, ValueError):
+        return {}
+    if not isinstance(tokens, dict) or not all(isinstance(v, str) for v in tokens.values()):
+        return {}
+    return tokens
+
+
 def register_api(app: faust.App, pipeline: Pipeline, token: str | None) -> None:
     api = ReadApi(app, pipeline, token)
     if token is None:
@@ -459,6 +516,14 @@ def register_api(app: faust.App, pipeline: Pipeline, token: str | None) -> None:
 
     async def local_health(request: Request) -> Any:
         return await api.local_health()
+
+    async def local_changes(request: Request) -> Any:
+        return {"token": await pipeline.changes.after(request.query.get("after", ""), _wait_s(request))}
+
+    async def get_changes(request: Request) -> Any:
+        seen = _decode_token(request.query.get("after", ""))
+        tokens = await api.cluster_changes(seen, _wait_s(request))
+        return {"token": _encode_token(tokens), "changed": tokens != seen}
 
     async def get_overview(request: Request) -> Any:
         span = await api.span(request)
@@ -521,6 +586,8 @@ def register_api(app: faust.App, pipeline: Pipeline, token: str | None) -> None:
     routes = {
         f"{API}/local/windows": local_windows,
         f"{API}/local/health": local_health,
+        f"{API}/local/changes": local_changes,
+        f"{API}/changes": get_changes,
         f"{API}/overview": get_overview,
         f"{API}/timeseries": get_timeseries,
         f"{API}/top": get_top,

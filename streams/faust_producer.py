@@ -9,7 +9,7 @@ record survives losing the partition's leader.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -19,10 +19,19 @@ ACKS_ALL = -1  # Faust's `producer_acks` is Kafka's numeric form; -1 is "all"
 
 
 class IdempotentProducer(faust_aiokafka.Producer):
-    """Faust's aiokafka producer with enable_idempotence and acks=all outside transactions too."""
+    """Faust's aiokafka producer with enable_idempotence and acks=all outside transactions too, and a
+    hook run at the start of every flush: Faust flushes right before it commits offsets, so what the
+    hook writes (the worker's cached table values) is on Kafka before the offsets that cover it."""
+
+    before_flush: Callable[[], object] | None = None
 
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    async def flush(self) -> None:
+        if self.before_flush is not None:
+            self.before_flush()
+        await super().flush()
 
 
 class IdempotentTransport(faust_aiokafka.Transport):
@@ -33,3 +42,11 @@ def use_idempotent_producer(app: faust.App) -> None:
     """Make every producer `app` creates (its own and the threaded one) an `IdempotentProducer`."""
     app.transport = IdempotentTransport(app.conf.broker_consumer, app)
     app.producer_transport = IdempotentTransport(app.conf.broker_producer, app)
+
+
+def before_every_flush(app: faust.App, hook: Callable[[], object]) -> None:
+    """Run `hook` first whenever `app`'s producer flushes (before each commit, at a rebalance, at stop)."""
+    producer = app.producer
+    if not isinstance(producer, IdempotentProducer):
+        raise TypeError("use_idempotent_producer(app) first")
+    producer.before_flush = hook

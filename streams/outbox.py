@@ -41,6 +41,11 @@ class Outbox:
             packer = self._packers[topic, partition] = BatchPacker(producer)
         packer.append(key, value)
 
+    @property
+    def holds_much(self) -> bool:
+        """Whether enough is waiting (a few MB) to send before the batch is done, to bound memory."""
+        return sum(len(packer.batches) for packer in self._packers.values()) >= 4
+
     async def send(self) -> None:
         """Hand everything added so far to the producer (delivery is awaited by Faust's flush)."""
         packers, self._packers = self._packers, {}

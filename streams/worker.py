@@ -1,20 +1,23 @@
 """The Faust worker: raw lines -> parser -> events / dead letters, and windowed aggregate tables.
 
 Throughput: the agent takes batches (`take_events`), decodes envelopes with orjson and runs the same
-`LineParser` as `pioneer-telemetry parse`. Each batch folds its events into the windows they touch and
-writes every touched window once, so table (and changelog) writes grow with windows, not with events.
+`LineParser` as `pioneer-telemetry parse`. Each batch folds its events into the windows they touch, kept
+decoded in memory (`TableCache`) and written to the tables (and changelogs) once per commit, so writes
+grow with windows and commits, not with events or batches. Batches are short when the stream is quiet
+(`batch_within_s`): an event is counted milliseconds after it arrives.
 
 Tables are partitioned like the raw topic (by pod): a window key is `<partition>|<window start>`, each
 source partition keeps its own partial, and the read API merges partials from every worker. Faust
 routes table writes by the current event's partition, while a batch spans partitions: each partition's
-writes therefore run in the context of one of its own events (`_acting_for`).
+writes therefore run in the context of one of its own events (`acting_for`).
 
 Windows: minutes (kept 24 h), hours (35 days) and days (400 days) of stream time. An event is counted into
 every window that still holds its time: an event behind its source's watermark by more than the grace
 period, or older than the minute retention (a backfill of last term's logs), goes into its hour and day
 windows only; one older than the day retention into none (`expired`).
 
-Processing guarantee: at-least-once delivery (Faust flushes the changelog before committing offsets),
+Processing guarantee: at-least-once delivery (the cache is written and Faust flushes the changelog before
+committing offsets),
 made exact by idempotent updates: a window remembers the highest raw offset it absorbed and skips
 replayed events at or below it; a source remembers the highest collector offset it delivered, so lines
 the collector sent twice are counted once.
@@ -22,19 +25,19 @@ the collector sent twice are counted once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import secrets
 import time
-import weakref
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import faust
 import orjson
-from faust.streams import _current_event
 from faust.types import TP, EventT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -59,6 +62,7 @@ from streams.outbox import Outbox
 from streams.parser import LineParser
 from streams.schema import DeadLetter, PioneerEvent
 from streams.settings import ParserSettings
+from streams.table_cache import TableCache, acting_for
 from streams.topics import TopicSettings, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -88,7 +92,9 @@ class WorkerSettings(ComponentSettings):
     day_retention_days: float = 400.0
     day_time_zone: str = "UTC"  # where a day window starts and ends (an IANA zone, e.g. Europe/Berlin)
     batch_size: int = 1000  # raw records per agent batch; our collector puts up to 100 lines in each
-    batch_within_s: float = 0.2
+    # how long a batch waits for more records: short, so a quiet stream is counted at once; under load
+    # the records that arrive while a batch is processed make the next one large (adaptive batching)
+    batch_within_s: float = 0.01
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0  # how soon the group notices a crashed worker and hands its partitions on
     publish_events: bool = True  # write parsed events to the events topic for downstream consumers
@@ -109,16 +115,6 @@ class PartitionState:
     last_event_at: float = 0.0  # wall clock of the last event processed
     dirty: set[bytes] = field(default_factory=set)  # minute keys changed since they were published
     last_expiry: float = 0.0  # monotonic time of this partition's last retention pass
-
-
-@contextlib.contextmanager
-def _acting_for(event: EventT) -> Iterator[None]:
-    """Faust tables pick the store and changelog partition from the current event; set it explicitly."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def _window_ceil(time_ms: int, size_ms: int) -> int:
@@ -150,6 +146,33 @@ def parse_window_key(key: bytes) -> tuple[int, int]:
     return int(partition), int(start)
 
 
+class Changes:
+    """Which state of this worker's windows a reader has seen: a long-polling reader (the dashboard, a
+    benchmark) hears of a batch as soon as it is written instead of up to a poll interval later. Tokens
+    carry a per-process epoch: a restarted worker's first token differs from every earlier one."""
+
+    def __init__(self) -> None:
+        self.epoch = secrets.token_hex(4)
+        self.count = 0
+        self._next = asyncio.Event()
+
+    @property
+    def token(self) -> str:
+        return f"{self.epoch}-{self.count}"
+
+    def advance(self) -> None:
+        self.count += 1
+        self._next.set()
+        self._next = asyncio.Event()
+
+    async def after(self, token: str, wait_s: float) -> str:
+        """The current token once it differs from `token`, or after `wait_s`, whichever is first."""
+        if token == self.token:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._next.wait(), wait_s)
+        return self.token
+
+
 class Pipeline:
     """The agent's work on one batch, kept apart from Faust's wiring so it reads top to bottom."""
 
@@ -166,11 +189,13 @@ class Pipeline:
         self.tables = {MINUTES: self.minutes, HOURS: self.hours, DAYS: self.days}
         self.calendar = DayCalendar(settings.day_time_zone)
         self.sources = app.Table(SOURCES, key_type=bytes, value_type=bytes, partitions=topics.partitions)
+        self.cache = TableCache({**self.tables, SOURCES: self.sources})
         self.topics = topics
         self.partitions: dict[int, PartitionState] = {}
         self.envelopes = EnvelopeReader(topics.raw)
         self.last_crash: str | None = None  # the agent's last crash, for the health endpoint
         self.outbox = Outbox(app)
+        self.changes = Changes()
         self.metrics = WorkerMetrics()
         self.metrics.watch(self)
 
@@ -185,7 +210,7 @@ class Pipeline:
     def stored_stream_time(self, partition: int) -> int | None:
         """The highest event time the partition's sources counted (their watermarks), None before any."""
         prefix = f"{partition}|".encode()
-        marks = [orjson.loads(value)["wm"] for key, value in self.sources.items() if key.startswith(prefix)]
+        marks = [value["wm"] for _, value in self.cache.items(SOURCES, prefix)]
         return max(marks, default=0) or None
 
     @property
@@ -228,13 +253,13 @@ class Pipeline:
 
     def local_windows(self, resolution: str, starts: Sequence[int]) -> dict[int, Window]:
         """This worker's partials of the windows starting at `starts`, merged per start."""
-        table = self.tables[f"{resolution}s"]
+        name, get = f"{resolution}s", self.cache.get
         windows: dict[int, Window] = {}
         for partition in self.local_partitions():
             for start in starts:
-                stored = table.get(window_key(partition, start))
+                stored = get(name, window_key(partition, start))
                 if stored is not None:
-                    merge_into(windows.setdefault(start, empty_window()), orjson.loads(stored))
+                    merge_into(windows.setdefault(start, empty_window()), stored)
         return windows
 
     async def process(self, events: list[EventT]) -> None:
@@ -250,9 +275,14 @@ class Pipeline:
                 log.info("skipped %d records of partition %d: no longer assigned here", len(group), partition)
                 continue
             for run in offset_runs(group):
-                with _acting_for(run[-1]):
+                with acting_for(run[-1]):
                     self._process_partition(partition, run)
-            await self.outbox.send()  # per partition: a batch of 100k lines would hold 50 MB of events
+            self.changes.advance()
+            if self.outbox.holds_much:  # a batch of 100k lines would hold 50 MB of events
+                await self.outbox.send()
+        # once per batch: aiokafka holds a partition's next batch until its last one left, so a send per
+        # agent partition would wait that long for each in turn
+        await self.outbox.send()
 
     def _process_partition(self, partition: int, events: list[EventT]) -> None:  # noqa: PLR0915 (the hot loop, inline)
         state = self.state(partition)
@@ -308,9 +338,9 @@ class Pipeline:
                     publish(events_topic, (result["session_id"] or "").encode(), orjson.dumps(result))
         if counted:
             state.last_event_at = time.time()
-        batch.write()
-        self._publish_closed(partition, state, batch.written_minutes)
-        self._expire(partition, state)
+        batch.write(events[-1])
+        self._publish_closed(partition, state)
+        self._expire(partition, state, events[-1])
 
     def _dead_letter(
         self,
@@ -327,7 +357,7 @@ class Pipeline:
     def retention_floor(self, state: PartitionState) -> int:
         return self.floors(state.stream_time)["minute"]
 
-    def _publish_closed(self, partition: int, state: PartitionState, written: dict[bytes, bytes]) -> None:
+    def _publish_closed(self, partition: int, state: PartitionState) -> None:
         """Windows whose end + grace is behind the partition's stream time go to the aggregates topic
         (compacted: a window updated again later is simply published again)."""
         horizon = state.stream_time - int(self.settings.grace_s * 1000) - MINUTE_MS
@@ -335,12 +365,13 @@ class Pipeline:
             _, start = parse_window_key(key)
             if start > horizon:
                 continue
-            stored = written.get(key) or self.minutes.get(key)
+            stored = self.cache.get(MINUTES, key)
             state.dirty.discard(key)
             if stored is not None:
-                self.outbox.add(self.topics.aggregates, b"minute|%d|%d" % (start, partition), stored)
+                published = b"minute|%d|%d" % (start, partition)
+                self.outbox.add(self.topics.aggregates, published, orjson.dumps(stored))
 
-    def _expire(self, partition: int, state: PartitionState) -> None:
+    def _expire(self, partition: int, state: PartitionState, event: EventT) -> None:
         """Drop minute, hour and day windows past their retention (`minute_retention_h`,
         `hour_retention_days`, `day_retention_days`) of stream time; checked once a minute, per
         partition, in that partition's event context."""
@@ -349,15 +380,10 @@ class Pipeline:
             return
         state.last_expiry = now
         held = self.held_from(state.stream_time)
-        for table, oldest in (
-            (self.minutes, held["minute"]),
-            (self.hours, held["hour"]),
-            (self.days, held["day"]),
-        ):
-            for key in [
-                k for k in table if parse_window_key(k)[0] == partition and parse_window_key(k)[1] < oldest
-            ]:
-                del table[key]
+        for name, oldest in ((MINUTES, held["minute"]), (HOURS, held["hour"]), (DAYS, held["day"])):
+            for key in self.cache.keys(name, partition):
+                if parse_window_key(key)[1] < oldest:
+                    self.cache.delete(name, key, event)
 
 
 class _PartitionBatch:
@@ -378,7 +404,6 @@ class _PartitionBatch:
         self._delta_minute: int | None = None  # the last event's minute, if it went to a delta
         self._delta: Window = {}
         self._sources: dict[str, dict[str, int]] = {}
-        self.written_minutes: dict[bytes, bytes] = {}  # window key -> its value as written
         # what the batch added, for the metrics: events by (name, namespace), failures, pipeline counters
         self.added: Counter[tuple[str, str]] = Counter()
         self.failed: Counter[str] = Counter()
@@ -435,27 +460,25 @@ class _PartitionBatch:
         """Per source: highest collector offset (`max`) and raw offset (`raw`) seen, event-time watermark."""
         source = self._sources.get(source_id)
         if source is None:
-            stored = self.pipeline.sources.get(f"{self.partition}|{source_id}".encode())
-            source = self._sources[source_id] = (
-                orjson.loads(stored) if stored else {"max": -1, "raw": -1, "wm": 0}
-            )
+            stored = self.pipeline.cache.get(SOURCES, f"{self.partition}|{source_id}".encode())
+            source = self._sources[source_id] = stored or {"max": -1, "raw": -1, "wm": 0}
         return source
 
-    def write(self) -> None:
+    def write(self, event: EventT) -> None:
+        """Into the cache (`event`: one of the partition's, for the flush to write as)."""
         for minute, delta in self._deltas.items():
             day = self.pipeline.calendar.start(minute)
             for slot in ((MINUTES, minute), (HOURS, minute - minute % HOUR_MS), (DAYS, day)):
                 value = merge_into(self.windows[slot], delta)
                 value["o"] = max(value["o"], delta["o"])
-        tables = self.pipeline.tables
+        put = self.pipeline.cache.put
         for (name, start), value in self.windows.items():
             key = window_key(self.partition, start)
-            tables[name][key] = encoded = orjson.dumps(value)
+            put(name, key, value, event)
             if name == MINUTES:
                 self.state.dirty.add(key)
-                self.written_minutes[key] = encoded
         for source_id, value in self._sources.items():
-            self.pipeline.sources[f"{self.partition}|{source_id}".encode()] = orjson.dumps(value)
+            put(SOURCES, f"{self.partition}|{source_id}".encode(), value, event)
         self.pipeline.metrics.add(self.added, self.failed, self.counted)
 
     def _load(self, name: str, start: int) -> int:
@@ -463,8 +486,8 @@ class _PartitionBatch:
         slot = (name, start)
         applied = self._applied.get(slot)
         if applied is None:
-            stored = self.pipeline.tables[name].get(window_key(self.partition, start))
-            self.windows[slot] = orjson.loads(stored) if stored is not None else empty_window()
+            stored = self.pipeline.cache.get(name, window_key(self.partition, start))
+            self.windows[slot] = stored if stored is not None else empty_window()
             applied = self._applied[slot] = self.windows[slot]["o"]
         return applied
 
@@ -518,7 +541,7 @@ def create_app(
 ) -> faust.App:
     """The worker's Faust app, with its agent, tables and read API."""
     from streams.api import register_api  # noqa: PLC0415 (the API needs the pipeline built here)
-    from streams.faust_producer import ACKS_ALL, use_idempotent_producer  # noqa: PLC0415
+    from streams.faust_producer import ACKS_ALL, before_every_flush, use_idempotent_producer  # noqa: PLC0415
     from streams.topics import replication_factor  # noqa: PLC0415
 
     settings = settings or WorkerSettings()
@@ -544,7 +567,9 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
         broker_session_timeout=settings.session_timeout_s,
-        producer_linger=0.05,  # batch the events topic's records (default: one request per record)
+        # the tables' changelog records wait this long to share a request (default: one per record); the
+        # outbox's records come in whole batches. Longer would delay the next batch's outbox sends
+        producer_linger=0.005,
         producer_max_batch_size=1024 * 1024,
         producer_compression_type="zstd",  # a tenth of the bytes: less work for us (CRC, copies) and the broker
         broker_heartbeat_interval=settings.session_timeout_s / 3,
@@ -557,6 +582,13 @@ def create_app(
     )
     use_idempotent_producer(app)  # acks=all and enable_idempotence (Faust sets them for transactions only)
     pipeline = Pipeline(app, settings, LineParser(parser or ParserSettings()), topics)
+    before_every_flush(app, pipeline.cache.flush)
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: faust.App, revoked: set[TP], **kwargs: object) -> None:
+        """Faust flushed (so wrote the cache) before it committed; what is left was not committed."""
+        pipeline.cache.forget({tp.partition for tp in revoked if tp.topic == topics.raw})
+
     raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, partitions=topics.partitions)
 
     @app.agent(raw, name="pioneer-aggregate")

@@ -4,6 +4,7 @@ worker, with two, and across a kill -9; malformed lines end as dead letters and 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import re
 import signal
@@ -105,6 +106,37 @@ def test_one_worker_equals_the_ground_truth(
         worker.kill(signal.SIGTERM)
         worker.start()  # nothing new to process: stream time and retention come back from the state
         worker.wait_until(lambda w: stream_times(w) == before, what="the same stream time after a restart")
+    finally:
+        worker.kill(signal.SIGTERM)
+
+
+def test_a_long_poll_of_changes_answers_as_soon_as_a_batch_is_counted(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
+) -> None:
+    """/changes holds the request until the aggregates change (or wait_s passes), so a reader sees new
+    counts without a poll interval's delay."""
+    truth = simulate(tmp_path / "logs", users=2, minutes=2, seed=13)
+    worker = WorkerProcess(
+        worker_env(kafka_broker, topics, app_id), tmp_path / "w1", tmp_path / "w1.log"
+    ).start()
+    try:
+        worker.wait_until(lambda w: w.get("health")["partitions"], what="partitions assigned")
+        first = worker.get("changes")  # no token yet: answered at once
+        assert first["changed"]
+        quiet = time.monotonic()
+        assert worker.get("changes", after=first["token"], wait_s=1)["changed"] is False
+        assert time.monotonic() - quiet >= 0.9  # held for wait_s: nothing changed
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            asked = time.monotonic()
+            waiting = pool.submit(worker.get, "changes", after=first["token"], wait_s=25)
+            time.sleep(0.5)
+            assert not waiting.done()
+            collect(kafka_broker, topics, tmp_path / "logs", tmp_path)
+            answer = waiting.result(timeout=30)
+        assert answer["changed"]  # False had wait_s run out
+        assert time.monotonic() - asked < 24
+        assert worker.get("overview", **truth_range(truth))["current"]["events"] > 0
+        assert worker.get("changes", after="garbled!")["changed"]  # a bad token is "seen nothing"
     finally:
         worker.kill(signal.SIGTERM)
 

@@ -1,0 +1,113 @@
+"""The agent's table writes, held in memory as decoded values until Faust commits the raw topic.
+
+Writing every window a batch touched (serialised, into RocksDB, onto the changelog) made short batches
+expensive: an hour or a day window was rewritten for every few events, and a batch waited for the
+changelog's produce requests. The cache keeps the values the agent works with and writes each one once
+per commit: `flush` runs inside the producer flush that Faust does just before it commits offsets
+(`streams.faust_producer`), so every committed offset's windows are on the changelog first. A crash
+loses only values no commit covered, and the raw topic replays their events; the windows' offsets
+(`o`) skip what their stored values already hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import weakref
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import faust
+import orjson
+from faust.streams import _current_event
+from faust.types import EventT
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def acting_for(event: EventT) -> Iterator[None]:
+    """Faust tables pick the store and changelog partition from the current event; set it explicitly."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def key_partition(key: bytes) -> int:
+    """Keys are `<raw partition>|...`: windows, sources."""
+    return int(key[: key.index(b"|")])
+
+
+class TableCache:
+    def __init__(self, tables: Mapping[str, faust.Table]) -> None:
+        self.tables = tables
+        self.pending: dict[str, dict[bytes, Any]] = {name: {} for name in tables}  # None: deleted
+        self._events: dict[int, EventT] = {}  # per partition, an event to write its keys as
+
+    def get(self, name: str, key: bytes) -> Any | None:
+        """The value as the agent last left it (decoded), else as stored; None if there is none."""
+        pending = self.pending[name]
+        if key in pending:
+            return pending[key]
+        stored = self.tables[name].get(key)
+        return orjson.loads(stored) if stored is not None else None
+
+    def put(self, name: str, key: bytes, value: Any, event: EventT) -> None:
+        """Keep `value` (not to be changed after) for the next flush; `event`: one of its partition's."""
+        self.pending[name][key] = value
+        self._events[key_partition(key)] = event
+
+    def delete(self, name: str, key: bytes, event: EventT) -> None:
+        self.put(name, key, None, event)
+
+    def items(self, name: str, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
+        """Every live (key, decoded value) starting with `prefix`, pending values first."""
+        pending = self.pending[name]
+        for key, value in pending.items():
+            if key.startswith(prefix) and value is not None:
+                yield key, value
+        for key, stored in self.tables[name].items():
+            if key.startswith(prefix) and key not in pending:
+                yield key, orjson.loads(stored)
+
+    def keys(self, name: str, partition: int) -> set[bytes]:
+        """The live keys of one partition, stored or pending."""
+        prefix = f"{partition}|".encode()
+        live = {key for key in self.tables[name] if key.startswith(prefix)}
+        for key, value in self.pending[name].items():
+            if key.startswith(prefix):
+                if value is None:
+                    live.discard(key)
+                else:
+                    live.add(key)
+        return live
+
+    def flush(self) -> int:
+        """Write every pending value to its table (RocksDB and the changelog); returns how many."""
+        by_partition: dict[int, list[tuple[str, bytes, Any]]] = defaultdict(list)
+        for name, pending in self.pending.items():
+            for key, value in pending.items():
+                by_partition[key_partition(key)].append((name, key, value))
+        self.pending = {name: {} for name in self.tables}
+        for partition, writes in by_partition.items():
+            with acting_for(self._events[partition]):
+                for name, key, value in writes:
+                    table = self.tables[name]
+                    if value is not None:
+                        table[key] = orjson.dumps(value)
+                    elif key in table:
+                        del table[key]
+        self._events.clear()
+        return sum(map(len, by_partition.values()))
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what is pending for partitions this worker no longer owns: with no commit since, their
+        new owner replays those events from the committed offset."""
+        for pending in self.pending.values():
+            for key in [key for key in pending if key_partition(key) in partitions]:
+                del pending[key]
+        for partition in partitions:
+            self._events.pop(partition, None)
