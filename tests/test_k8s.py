@@ -366,22 +366,27 @@ def test_helm_upgrade_with_changed_values_keeps_the_token_and_the_counts(release
 
 
 # Nebari's kube-prometheus-stack brings the operator's CRDs; production-values.yaml asks for a
-# ServiceMonitor. A stand-in of our own with the same group, kind and version (any fields accepted).
-SERVICE_MONITOR_CRD = """
+# ServiceMonitor and a PodMonitor. Stand-ins of our own: the same group, kinds and version, any fields.
+MONITOR_KINDS = ("ServiceMonitor", "PodMonitor")
+
+
+def monitor_crd(kind: str) -> str:
+    plural = f"{kind.lower()}s"
+    return f"""
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: servicemonitors.monitoring.coreos.com
+  name: {plural}.monitoring.coreos.com
 spec:
   group: monitoring.coreos.com
   scope: Namespaced
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  names: {{kind: {kind}, listKind: {kind}List, plural: {plural}, singular: {kind.lower()}}}
   versions:
     - name: v1
       served: true
       storage: true
       schema:
-        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+        openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
 """
 
 
@@ -393,8 +398,9 @@ def test_every_values_variant_passes_admission_and_pod_security_but_the_log_ship
     user break it (docs/kubernetes.md: their namespace must allow "privileged")."""
     cluster = release.cluster
     namespace = "admission-check"
-    cluster.kubectl("apply", "-f", "-", stdin=SERVICE_MONITOR_CRD)
-    cluster.kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com")
+    crds = [f"crd/{kind.lower()}s.monitoring.coreos.com" for kind in MONITOR_KINDS]
+    cluster.kubectl("apply", "-f", "-", stdin="---".join(map(monitor_crd, MONITOR_KINDS)))
+    cluster.kubectl("wait", "--for=condition=Established", *crds)
     cluster.kubectl("create", "namespace", namespace)
     try:
         cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted")
@@ -414,7 +420,7 @@ def test_every_values_variant_passes_admission_and_pod_security_but_the_log_ship
             assert all('"hostPath"' in line for line in warnings), (values.name, warnings)
     finally:
         cluster.kubectl("delete", "namespace", namespace, "--wait=false")
-        cluster.kubectl("delete", "crd", "servicemonitors.monitoring.coreos.com", "--wait=false")
+        cluster.kubectl("delete", *crds, "--wait=false")
 
 
 def test_helm_uninstall_leaves_nothing_of_the_release_behind(release: Release) -> None:
