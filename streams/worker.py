@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
+import socket
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -97,8 +99,21 @@ class WorkerSettings(ComponentSettings):
     batch_within_s: float = 0.01
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0  # how soon the group notices a crashed worker and hands its partitions on
+    # Kafka static membership: a worker restarted within session_timeout_s (kill -9, a pod replaced) gets
+    # its partitions back at once, without a rebalance; one that stops for good keeps them from the
+    # others until the session times out (docs/streams.md, "Restarts and static membership")
+    static_membership: bool = True
     publish_events: bool = True  # write parsed events to the events topic for downstream consumers
     api_token: SecretStr | None = None  # bearer token of the read API (workers and the dashboard share it)
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """Stable across restarts of the same worker: its host (a StatefulSet pod's name) and data dir
+        (whose state it resumes); two workers never share a data dir."""
+        if not self.static_membership:
+            return None
+        where = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
+        return f"{self.app_id}-{socket.gethostname()}-{where}"
 
     @property
     def bind_host(self) -> str:
@@ -567,6 +582,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
         broker_session_timeout=settings.session_timeout_s,
+        consumer_group_instance_id=settings.group_instance_id,
         # the tables' changelog records wait this long to share a request (default: one per record); the
         # outbox's records come in whole batches. Longer would delay the next batch's outbox sends
         producer_linger=0.005,
