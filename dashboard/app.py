@@ -59,3 +59,4 @@ page = st.navigation(
 ui.follow_open_page()
 ui.sidebar_filters()
 page.run()
+ui.follow_changes()

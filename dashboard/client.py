@@ -87,3 +87,8 @@ class Api:
 
     def health(self) -> dict[str, Any]:
         return self.get("health")
+
+    def changes(self, after: str, wait_s: float) -> dict[str, Any]:
+        """{"token", "changed"}: answered once the aggregates differ from those `after` saw, or after
+        `wait_s` (a long poll)."""
+        return self.get("changes", after=after, wait_s=f"{wait_s:g}")

@@ -45,6 +45,40 @@ def api() -> Api:
     return Api(current.api_url, current.timeout_s, token)
 
 
+CHANGES_WAIT_S = 0.5  # one long poll on /changes: also how long a click may wait behind it
+MIN_RERUN_S = 1.0  # a busy platform changes all the time: the page redraws at most this often
+
+
+def follow_changes() -> None:
+    """Call after the page is drawn: from then on it is redrawn as soon as the workers count new events."""
+    st.session_state["_page_drawn"] = True
+    _follow_changes()
+
+
+@st.fragment(run_every=0.1)
+def _follow_changes() -> None:
+    """A long poll on the API's `/changes` between page runs, so new numbers show within a second
+    instead of up to a refresh interval later. Draws nothing; the pages still refresh every `refresh_s`
+    (a range like "last hour" moves without new events)."""
+    state = st.session_state
+    if state.pop("_page_drawn", False):
+        return  # this is the page's own run, drawn just now: wait in the next one, not here
+    try:
+        answer = api().changes(state.get("_changes_token", ""), CHANGES_WAIT_S)
+    except ApiError:
+        time.sleep(CHANGES_WAIT_S)  # the page shows the problem; ask again later
+        return
+    seen_before = "_changes_token" in state
+    state["_changes_token"] = answer["token"]
+    if not (answer["changed"] and seen_before):
+        return
+    wait = state.get("_last_rerun", 0.0) + MIN_RERUN_S - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    state["_last_rerun"] = time.monotonic()
+    st.rerun()
+
+
 def viewer_zone() -> ZoneInfo:
     return model.zone(st.context.timezone)
 
@@ -233,7 +267,7 @@ def range_caption(current: Span) -> None:
     if namespace:
         parts.append(f"namespace {namespace}")
     parts.append(f"changes against the previous {model.period_name(current)}")
-    parts += [f"refreshes every {settings().refresh_s:g} s", f"API {settings().api_url}"]
+    parts += [f"live, and refreshed every {settings().refresh_s:g} s", f"API {settings().api_url}"]
     st.caption(" · ".join(parts))
 
 
