@@ -502,12 +502,12 @@ async def poll_markers(
     counted) between reads, so the harness adds one request's time, not a poll interval. Returns the
     errors of failed requests."""
     errors: list[str] = []
-    from_ms = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS - MINUTE_MS
     give_up: float | None = None
     token = ""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         while True:
-            params = {"from_ms": from_ms, "to_ms": int(time.time() * 1000) + MINUTE_MS}
+            now_ms = int(time.time() * 1000)  # markers are logged now: two minutes back is enough
+            params = {"from_ms": now_ms - 2 * MINUTE_MS, "to_ms": now_ms + MINUTE_MS}
             try:
                 async with session.get(
                     f"{url}/api/v1/changes", params={"after": token, "wait_s": WAIT_S}

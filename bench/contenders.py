@@ -378,8 +378,8 @@ class WorkerLive:
             now = int(time.time() * 1000)
             try:
                 token = self.worker.get("changes", after=token, wait_s=1)["token"]
-                answer = self.worker.get(
-                    f"users/{MARKER_USER}", from_ms=now - 10 * MINUTE_MS, to_ms=now + MINUTE_MS
+                answer = self.worker.get(  # markers are logged now: two minutes back is enough
+                    f"users/{MARKER_USER}", from_ms=now - 2 * MINUTE_MS, to_ms=now + MINUTE_MS
                 )
             except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
                 self.stopped.wait(0.05)  # not answering yet (starting, or busy): ask again shortly
