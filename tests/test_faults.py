@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +78,37 @@ def test_the_pipeline_stays_exact_through(
     run = FaultRun(fault_cluster, tmp_path, scenario)
     outcome = run.run(check=check)
     print(outcome)  # shown with -s or on failure: what was measured
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pioneer_telemetry", "kafka", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_the_cli_refuses_what_a_cluster_does_not_support(tmp_path: Path) -> None:
+    secure = cli("start", "--brokers", "3", "--secure", "--data-dir", str(tmp_path / "a"))
+    assert secure.returncode == 2
+    assert "--secure is for a single broker only" in secure.stderr
+    port = cli("start", "--brokers", "3", "--port", "9999", "--data-dir", str(tmp_path / "b"))
+    assert port.returncode == 2
+    assert "leave out --port" in port.stderr
+
+
+@full_only
+def test_the_cli_starts_reports_and_stops_a_cluster(tmp_path: Path) -> None:
+    data_dir = str(tmp_path / "cli-cluster")
+    started = cli("start", "--brokers", "3", "--data-dir", data_dir)
+    try:
+        assert started.returncode == 0, started.stderr
+        bootstrap = started.stdout.strip()
+        assert len(bootstrap.split(",")) == 3
+        assert cli("start", "--brokers", "3", "--data-dir", data_dir).stdout.strip() == bootstrap  # no-op
+        status = cli("status", "--data-dir", data_dir)
+        assert (status.returncode, status.stdout.strip()) == (0, bootstrap)
+        assert status.stderr.count(" up") == 3
+        single = cli("start", "--data-dir", data_dir)
+        assert single.returncode == 1
+        assert "holds a local cluster" in single.stderr
+    finally:
+        assert cli("stop", "--data-dir", data_dir).returncode == 0
+    assert cli("status", "--data-dir", data_dir).returncode == 1
