@@ -4,7 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
+<<<<<<< HEAD
 .PHONY: install up test test-clock lint format deploy-check compose-up compose-down k8s-up k8s-down k8s-test bench clean
+=======
+.PHONY: install up test test-faults bench-faults test-clock lint format deploy-check compose-up compose-down bench clean
+>>>>>>> faults
 
 install: $(VENV)/.installed
 
@@ -20,6 +24,14 @@ up: install
 # everything but the Kubernetes tests (k8s-test: they build and start a cluster of their own)
 test: install
 	$(BIN)/pytest -m "not k8s"
+
+# every fault-injection scenario on a local 3-broker cluster (`make test` runs the quick ones), ~10 min
+test-faults: install
+	PIONEER_FAULTS=full $(BIN)/pytest -m faults tests/test_faults.py
+
+# the six fault scenarios, measured; writes docs/reliability.md
+bench-faults: install
+	$(BIN)/python bench/bench_faults.py
 
 # the clock guard: the tests whose code reads the wall clock, with every process's clock moved 30 and
 # 400 days ahead (tests/timeshift); a test that depends on the day it runs fails here first

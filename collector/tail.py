@@ -132,6 +132,7 @@ class FileTailer:
         self._by_path: dict[str, str] = {}  # watched path -> key of the file it currently names
         self._saved: dict[str, FilePosition] = {}
         self._first_scan = True
+        self.checkpoint_failing = False  # the last checkpoint write failed (disk full...): not reading
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow until `stop` is set, then wait for Kafka's acks and write the final checkpoint."""
@@ -140,24 +141,52 @@ class FileTailer:
         last_checkpoint = time.monotonic()
         try:
             while not stop.is_set():
+                if self.checkpoint_failing:  # read nothing until our progress can be recorded again
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.checkpoint_interval_s)
+                    self.try_checkpoint()
+                    last_checkpoint = time.monotonic()
+                    continue
                 self._discover()
                 read_any = await self._read_all(stop)
                 self._retire_drained()
                 METRICS.files_tailed.set(len(self.files))
                 if time.monotonic() - last_checkpoint >= self.checkpoint_interval_s:
-                    self.save_checkpoint()
+                    self.try_checkpoint()
                     last_checkpoint = time.monotonic()
                 if not read_any:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.poll_interval_s)
         finally:
             await self.sink.flush()
-            self.save_checkpoint()
+            self.try_checkpoint()
             for followed in self.files.values():
                 followed.handle.close()
 
     def save_checkpoint(self) -> None:
         self.checkpoints.save([followed.position() for followed in self.files.values()])
+
+    def try_checkpoint(self) -> bool:
+        """Save the positions; when that fails (a full disk, a read-only volume), pause reading instead of
+        dying: the checkpoint on disk stays valid (it is replaced atomically, and only ever points at
+        acknowledged lines), so nothing is lost, and lines read while it cannot be written would only
+        widen what a crash makes us send again. Reading resumes once a save succeeds."""
+        try:
+            self.save_checkpoint()
+        except OSError as error:
+            if not self.checkpoint_failing:
+                log.error(
+                    "cannot write the checkpoint %s (%s): reading paused, retrying every %.1f s",
+                    self.checkpoints.path,
+                    error,
+                    self.checkpoint_interval_s,
+                )
+            self.checkpoint_failing = True
+            return False
+        if self.checkpoint_failing:
+            log.warning("checkpoint %s written again: reading resumes", self.checkpoints.path)
+        self.checkpoint_failing = False
+        return True
 
     def _resume_rotated_while_down(self) -> None:
         """Checkpointed files no longer at their path were rotated while we were down: find them by inode."""

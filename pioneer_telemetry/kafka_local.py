@@ -764,10 +764,12 @@ class LocalCluster:
         admin = AIOKafkaAdminClient(**self.client_settings().client_options(), request_timeout_ms=5000)
         await admin.start()
         try:
-            (described,) = await admin.describe_topics([topic])
-            for p in described["partitions"]:
-                if p["partition"] == partition:
-                    return list(p["isr"]) if isr else p["leader"]
+            for _ in range(50):  # a node may not know a new topic yet: metadata spreads asynchronously
+                (described,) = await admin.describe_topics([topic])
+                for p in described["partitions"]:
+                    if p["partition"] == partition:
+                        return list(p["isr"]) if isr else p["leader"]
+                await asyncio.sleep(0.2)
             raise LocalKafkaError(f"{topic} has no partition {partition}")
         finally:
             await admin.close()

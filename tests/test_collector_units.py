@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,8 @@ from hypothesis import strategies as st
 
 from collector.checkpoint import CheckpointStore, FilePosition
 from collector.edge import PodFilter, may_be_event, redact_line, shrink_line
-from collector.lines import LineAssembler
-from collector.tail import FollowedFile
+from collector.lines import LineAssembler, LogLine
+from collector.tail import FileTailer, FollowedFile
 from streams.framing import Deframer
 
 EVENT = (
@@ -184,3 +186,74 @@ def test_the_cri_fast_path_yields_exactly_what_the_deframer_does(physical: list[
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(Deframer, "takes_full_cri_lines", lambda self: False)
         assert assemble(data, chunk, max_line_bytes=64) == fast
+
+
+class _AckingSink:
+    """A LineSink whose every submission is acknowledged at once; remembers the offsets it got."""
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+
+    async def submit(self, lines: Sequence[LogLine]) -> asyncio.Future[None]:
+        self.offsets += [line.offset for line in lines]
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def flush(self) -> None:
+        return None
+
+
+class _FullDisk(CheckpointStore):
+    full = False
+
+    def save(self, positions: list[FilePosition]) -> None:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().save(positions)
+
+
+def test_a_checkpoint_that_cannot_be_written_pauses_reading_and_loses_nothing(tmp_path: Path) -> None:
+    """Disk full: the tailer neither dies (a collector alive but reading nothing) nor reads on without
+    a checkpoint; once the checkpoint can be written, it reads on from where it stopped."""
+    log_file = tmp_path / "jupyter-zoe_dev_notebook-0123.log"
+    line = b"2026-01-05T09:00:00.000000000Z stderr F " + b"x" * 40 + b"\n"
+    log_file.write_bytes(line * 10)
+    store = _FullDisk(tmp_path / "positions.json")
+    sink = _AckingSink()
+
+    async def scenario() -> None:
+        tailer = FileTailer([str(tmp_path / "*.log")], sink, store, PodFilter([], "*", []), start_at="beginning",
+                            poll_interval_s=0.01, checkpoint_interval_s=0.05)  # fmt: skip
+        stop = asyncio.Event()
+        task = asyncio.create_task(tailer.run(stop))
+        await _until(lambda: len(sink.offsets) == 10 and _saved_offset(store) == 10 * len(line))
+        store.full = True
+        await _until(lambda: tailer.checkpoint_failing)
+        with log_file.open("ab") as out:
+            out.write(line * 5)
+        await asyncio.sleep(0.5)
+        assert len(sink.offsets) == 10  # nothing read while the checkpoint cannot be written
+        assert not task.done()
+        assert _saved_offset(store) == 10 * len(line)  # the last good checkpoint stays
+        store.full = False
+        await _until(lambda: len(sink.offsets) == 15)
+        stop.set()
+        await task
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert sink.offsets == [n * len(line) for n in range(15)]  # each line once, in order
+    assert _saved_offset(store) == 15 * len(line)
+
+
+def _saved_offset(store: CheckpointStore) -> int | None:
+    positions = list(store.load().values())
+    return positions[0].offset if positions else None
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
