@@ -4,11 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-<<<<<<< HEAD
-.PHONY: install up test test-clock lint format deploy-check compose-up compose-down k8s-up k8s-down k8s-test bench clean
-=======
-.PHONY: install up test test-faults bench-faults test-clock lint format deploy-check compose-up compose-down bench clean
->>>>>>> faults
+.PHONY: install up test test-faults bench-faults test-clock lint format deploy-check compose-up compose-down k8s-up k8s-down k8s-test bench clean
 
 install: $(VENV)/.installed
 
