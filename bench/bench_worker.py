@@ -506,8 +506,8 @@ async def poll_markers(
     token = ""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         while True:
-            now_ms = int(time.time() * 1000)  # markers are logged now: two minutes back is enough
-            params = {"from_ms": now_ms - 2 * MINUTE_MS, "to_ms": now_ms + MINUTE_MS}
+            now_ms = int(time.time() * 1000)  # markers are logged now: their minute or the one before
+            params = {"from_ms": now_ms - 5000, "to_ms": now_ms + 1000}
             try:
                 async with session.get(
                     f"{url}/api/v1/changes", params={"after": token, "wait_s": WAIT_S}

@@ -363,6 +363,9 @@ def counted(worker: Worker, truth: dict[str, Any]) -> int:
     return int(worker.get("overview", **truth_span(truth, HOUR_MS))["current"]["events"])
 
 
+MARKER_LOOKBACK_MS = 5000  # a marker counted later than this after it was logged may go unseen
+
+
 @dataclass
 class WorkerLive:
     """Our worker on a live topic, and a thread that waits on its API's `/changes` (answered as soon as
@@ -378,8 +381,8 @@ class WorkerLive:
             now = int(time.time() * 1000)
             try:
                 token = self.worker.get("changes", after=token, wait_s=1)["token"]
-                answer = self.worker.get(  # markers are logged now: two minutes back is enough
-                    f"users/{MARKER_USER}", from_ms=now - 2 * MINUTE_MS, to_ms=now + MINUTE_MS
+                answer = self.worker.get(  # markers are logged now: their minute or the one before
+                    f"users/{MARKER_USER}", from_ms=now - MARKER_LOOKBACK_MS, to_ms=now + 1000
                 )
             except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
                 self.stopped.wait(0.05)  # not answering yet (starting, or busy): ask again shortly

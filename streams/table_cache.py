@@ -7,6 +7,11 @@ per commit: `flush` runs inside the producer flush that Faust does just before i
 (`streams.faust_producer`), so every committed offset's windows are on the changelog first. A crash
 loses only values no commit covered, and the raw topic replays their events; the windows' offsets
 (`o`) skip what their stored values already hold.
+
+Values read or written lately also stay decoded (`recent`, bounded): the read API asks for the same
+windows again and again (a dashboard, a long-polling reader after every batch), and decoding a big
+window costs more than merging it. Faust's own changelog recovery writes to the stores underneath, so
+`recent` is emptied when partitions are revoked and again when a rebalance's recovery completes.
 """
 
 from __future__ import annotations
@@ -41,10 +46,14 @@ def key_partition(key: bytes) -> int:
     return int(key[: key.index(b"|")])
 
 
+RECENT_PER_TABLE = 4096  # decoded values kept per table (about a day of one partition's minutes)
+
+
 class TableCache:
     def __init__(self, tables: Mapping[str, faust.Table]) -> None:
         self.tables = tables
         self.pending: dict[str, dict[bytes, Any]] = {name: {} for name in tables}  # None: deleted
+        self.recent: dict[str, dict[bytes, Any]] = {name: {} for name in tables}  # as stored, decoded
         self._events: dict[int, EventT] = {}  # per partition, an event to write its keys as
 
     def get(self, name: str, key: bytes) -> Any | None:
@@ -52,8 +61,24 @@ class TableCache:
         pending = self.pending[name]
         if key in pending:
             return pending[key]
+        recent = self.recent[name]
+        if key in recent:
+            return recent[key]
         stored = self.tables[name].get(key)
-        return orjson.loads(stored) if stored is not None else None
+        value = orjson.loads(stored) if stored is not None else None
+        self._remember(name, key, value)
+        return value
+
+    def _remember(self, name: str, key: bytes, value: Any) -> None:
+        recent = self.recent[name]
+        if len(recent) >= RECENT_PER_TABLE:
+            recent.clear()  # simpler than an LRU, and a full sweep of a day of minutes is rare
+        recent[key] = value
+
+    def forget_reads(self) -> None:
+        """Faust's recovery is about to write, or has written, to the stores underneath."""
+        for recent in self.recent.values():
+            recent.clear()
 
     def put(self, name: str, key: bytes, value: Any, event: EventT) -> None:
         """Keep `value` (not to be changed after) for the next flush; `event`: one of its partition's."""
@@ -100,6 +125,7 @@ class TableCache:
                         table[key] = orjson.dumps(value)
                     elif key in table:
                         del table[key]
+                    self._remember(name, key, value)
         self._events.clear()
         return sum(map(len, by_partition.values()))
 

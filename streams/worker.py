@@ -96,7 +96,7 @@ class WorkerSettings(ComponentSettings):
     batch_size: int = 1000  # raw records per agent batch; our collector puts up to 100 lines in each
     # how long a batch waits for more records: short, so a quiet stream is counted at once; under load
     # the records that arrive while a batch is processed make the next one large (adaptive batching)
-    batch_within_s: float = 0.01
+    batch_within_s: float = 0.005
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0  # how soon the group notices a crashed worker and hands its partitions on
     # Kafka static membership: a worker restarted within session_timeout_s (kill -9, a pod replaced) gets
@@ -604,6 +604,12 @@ def create_app(
     async def forget_revoked(sender: faust.App, revoked: set[TP], **kwargs: object) -> None:
         """Faust flushed (so wrote the cache) before it committed; what is left was not committed."""
         pipeline.cache.forget({tp.partition for tp in revoked if tp.topic == topics.raw})
+        pipeline.cache.forget_reads()
+
+    @app.on_rebalance_complete.connect
+    async def forget_reads(sender: faust.App, **kwargs: object) -> None:
+        """Recovery wrote the changelogs' values into the stores."""
+        pipeline.cache.forget_reads()
 
     raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, partitions=topics.partitions)
 
