@@ -80,9 +80,11 @@ class Recovery:
 
 
 class Live(Protocol):
-    """A contender consuming a live topic; `markers` maps a marker's notebook path to when it showed."""
+    """A contender consuming a live topic; `markers` maps a marker's notebook path to when it showed;
+    `sent` is the feed's (every marker handed over so far, filled by the feed)."""
 
     markers: dict[str, float]
+    sent: dict[str, float]
 
     def cpu_s(self) -> float: ...
 
@@ -162,6 +164,7 @@ class PeerProcess:
     args: list[str]
     log_path: Path
     markers: dict[str, float] = field(default_factory=dict)
+    sent: dict[str, float] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     spawned: float = 0.0
     _messages: queue.Queue[Message] = field(default_factory=queue.Queue)
@@ -373,14 +376,19 @@ class WorkerLive:
 
     worker: Worker
     markers: dict[str, float] = field(default_factory=dict)
+    sent: dict[str, float] = field(default_factory=dict)
     stopped: threading.Event = field(default_factory=threading.Event)
 
     def poll(self) -> None:
+        """Asks for the notebooks only while a marker is awaited: a reader asking after every batch
+        even when it expects nothing would take a share of the worker's loop from the counting."""
         token = ""
         while not self.stopped.is_set():
             now = int(time.time() * 1000)
             try:
                 token = self.worker.get("changes", after=token, wait_s=1)["token"]
+                if self.sent and all(path in self.markers for path in list(self.sent)):
+                    continue
                 answer = self.worker.get(  # markers are logged now: their minute or the one before
                     f"users/{MARKER_USER}", from_ms=now - MARKER_LOOKBACK_MS, to_ms=now + 1000
                 )

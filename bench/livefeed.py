@@ -57,6 +57,7 @@ class LiveFeed:
         self.pool = pool
         self.templates = itertools.cycle(pool)
         self.offsets: dict[str, int] = {}
+        self.sent: dict[str, float] = {}  # every marker handed over, any phase: what readers await
         every = list(range(partitions))
         by_partition: dict[int, str] = {}
         for server in itertools.count():
@@ -115,7 +116,7 @@ class LiveFeed:
                 path = f"bench/{tag}-{len(sent)}.ipynb"
                 lines.append(self.marker(path, len(sent), now_ns))
                 next_marker += MARKER_EVERY_S
-                sent[path] = time.perf_counter()
+                sent[path] = self.sent[path] = time.perf_counter()
             acks.append(await sink.submit(lines))
             await asyncio.sleep(TICK_S)
         await asyncio.gather(*acks)

@@ -170,6 +170,7 @@ def latency(contender: Contender, workload: Workload, feed: LiveFeed, args: argp
     def measure() -> LatencyRun:
         topics = create_topics(workload.bootstrap, f"live-{contender.name}", PARTITIONS)
         with contender.live(workload, topics) as live:
+            live.sent = feed.sent
             return asyncio.run(
                 feed.run(workload.bootstrap, topics.raw, live.markers, live.cpu_s,
                          rate=args.rate, duration_s=args.duration, tag=contender.name)
