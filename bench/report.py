@@ -154,14 +154,17 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "`CellExecuteEvent` in a notebook of its own. Latency is from handing the marker to the sink until "
         "the contender's aggregates hold that notebook: a peer reports it on stdout the moment it has "
         "counted it; our worker is waited on through its API (`/changes`, answered as soon as a batch is "
-        "counted, then the query: two requests of resolution, on its side only). Measured for {config['duration_s']:.0f} s.",
+        "counted), then asked for the marker user's notebooks while a marker is awaited: two requests of "
+        f"resolution, on its side only. Measured for {config['duration_s']:.0f} s.",
         "- **recovery**: a contender with its own consumer group and state reads the topic and is killed "
         "with SIGKILL once it has been consuming (a peer's first progress report, our worker's partitions "
         "assigned) for a third of its median throughput-run time; a new process with the same group and "
         "state directory is started. The figure is from that start "
         "to being caught up again, and counts only if the answer is then still exactly right (nothing lost, "
         "nothing counted twice). It includes the consumer group noticing the killed member: every "
-        "contender uses a 10 s session timeout, as our worker does.",
+        "contender uses a 10 s session timeout, as our worker does; our worker is a static member "
+        "(`group.instance.id`, docs/streams.md), so its restart takes its partitions back without waiting "
+        "for that timeout.",
         "- **collector**: `bench_collector.measure_collector`: `run_collector` on the simulated CRI files in "
         "a fresh process, from its start until Kafka acknowledged every event line. The first of these runs "
         "is the one that fills the raw topic the contenders read.",
