@@ -9,7 +9,7 @@ record survives losing the partition's leader.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
@@ -23,14 +23,14 @@ class IdempotentProducer(faust_aiokafka.Producer):
     hook run at the start of every flush: Faust flushes right before it commits offsets, so what the
     hook writes (the worker's cached table values) is on Kafka before the offsets that cover it."""
 
-    before_flush: Callable[[], object] | None = None
+    before_flush: Callable[[], Awaitable[object]] | None = None
 
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
     async def flush(self) -> None:
         if self.before_flush is not None:
-            self.before_flush()
+            await self.before_flush()
         await super().flush()
 
 
@@ -44,7 +44,7 @@ def use_idempotent_producer(app: faust.App) -> None:
     app.producer_transport = IdempotentTransport(app.conf.broker_producer, app)
 
 
-def before_every_flush(app: faust.App, hook: Callable[[], object]) -> None:
+def before_every_flush(app: faust.App, hook: Callable[[], Awaitable[object]]) -> None:
     """Run `hook` first whenever `app`'s producer flushes (before each commit, at a rebalance, at stop)."""
     producer = app.producer
     if not isinstance(producer, IdempotentProducer):

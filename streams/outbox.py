@@ -5,6 +5,11 @@ metadata lookup): at 50k events/s that alone would fill a core. The outbox packs
 records per (topic, partition) into aiokafka batches as they are added, and hands those over whole
 (`send_batch`). It uses Faust's own producer, which Faust flushes before it commits the raw topic's
 offsets, so delivery stays at-least-once.
+
+Handing over happens in the background (`send_soon`), one agent batch after the other: aiokafka holds
+a partition's next batch until its last request is answered (one at a time, with idempotence), and
+waiting for that in the agent would stop the counting meanwhile. `drain` (run by the producer's flush,
+before every commit) waits until everything handed over is with the producer.
 """
 
 from __future__ import annotations
@@ -21,12 +26,18 @@ from pioneer_telemetry.batches import BatchPacker
 log = logging.getLogger(__name__)
 
 
+MAX_QUEUED_SENDS = 8  # agent batches waiting to be handed over before the agent waits for them
+
+
 class Outbox:
     def __init__(self, app: faust.App) -> None:
         self.app = app
         self._packers: dict[tuple[str, int], BatchPacker] = {}
         self._unplaced: list[tuple[str, bytes, bytes]] = []
         self._partition_of: dict[tuple[str, bytes], int] = {}
+        self._sending: asyncio.Task[None] | None = None  # the last send handed to the background
+        self._queued = 0
+        self.error: BaseException | None = None  # a send that failed: the agent stops on it
         self.failed_batches = 0
 
     def add(self, topic: str, key: bytes, value: bytes) -> None:
@@ -46,10 +57,52 @@ class Outbox:
         """Whether enough is waiting (a few MB) to send before the batch is done, to bound memory."""
         return sum(len(packer.batches) for packer in self._packers.values()) >= 4
 
-    async def send(self) -> None:
-        """Hand everything added so far to the producer (delivery is awaited by Faust's flush)."""
+    async def send_soon(self) -> None:
+        """Hand everything added so far to the producer in the background, after what was handed
+        before; waits only while `MAX_QUEUED_SENDS` are queued (memory stays bounded)."""
+        if self.error is not None:
+            raise self.error
+        if not self._packers and not self._unplaced:
+            return
         packers, self._packers = self._packers, {}
         unplaced, self._unplaced = self._unplaced, []
+        self._queued += 1
+        self._sending = asyncio.ensure_future(self._send_after(self._sending, packers, unplaced))
+        if self._queued > MAX_QUEUED_SENDS:
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Until everything handed over is with the producer (Faust's flush then awaits delivery)."""
+        if self._sending is not None:
+            await asyncio.shield(self._sending)
+        if self.error is not None:
+            raise self.error
+
+    async def send(self) -> None:
+        """Hand everything added so far to the producer and wait until it has it."""
+        await self.send_soon()
+        await self.drain()
+
+    async def _send_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        packers: dict[tuple[str, int], BatchPacker],
+        unplaced: list[tuple[str, bytes, bytes]],
+    ) -> None:
+        try:
+            if previous is not None:
+                await previous
+            if self.error is None:
+                await self._send(packers, unplaced)
+        except Exception as error:
+            self.error = self.error or error
+            log.error("handing output records to the producer failed: %r", error)
+        finally:
+            self._queued -= 1
+
+    async def _send(
+        self, packers: dict[tuple[str, int], BatchPacker], unplaced: list[tuple[str, bytes, bytes]]
+    ) -> None:
         await asyncio.gather(
             *(
                 self._send_partition(packer, topic, partition)

@@ -47,6 +47,7 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from pioneer_telemetry.config import ComponentSettings, KafkaSettings, state_dir
+from streams.adaptive_take import take_adaptive
 from streams.aggregate import (
     HOUR_MS,
     MINUTE_MS,
@@ -94,9 +95,10 @@ class WorkerSettings(ComponentSettings):
     day_retention_days: float = 400.0
     day_time_zone: str = "UTC"  # where a day window starts and ends (an IANA zone, e.g. Europe/Berlin)
     batch_size: int = 1000  # raw records per agent batch; our collector puts up to 100 lines in each
-    # how long a batch waits for more records: short, so a quiet stream is counted at once; under load
-    # the records that arrive while a batch is processed make the next one large (adaptive batching)
+    # how long a batch waits for more records (streams.adaptive_take): after a small batch briefly, so a
+    # quiet stream is counted at once; after a large one longer, so a busy stream runs full batches
     batch_within_s: float = 0.005
+    batch_busy_within_s: float = 0.2
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0  # how soon the group notices a crashed worker and hands its partitions on
     # Kafka static membership: a worker restarted within session_timeout_s (kill -9, a pod replaced) gets
@@ -295,9 +297,13 @@ class Pipeline:
             self.changes.advance()
             if self.outbox.holds_much:  # a batch of 100k lines would hold 50 MB of events
                 await self.outbox.send()
-        # once per batch: aiokafka holds a partition's next batch until its last one left, so a send per
-        # agent partition would wait that long for each in turn
-        await self.outbox.send()
+        await self.outbox.send_soon()  # in the background: the next batch need not wait for Kafka
+
+    async def before_commit(self) -> None:
+        """Run by the producer's flush, which Faust runs right before committing offsets: what the
+        offsets cover goes to Kafka first, the cached windows and the outbox's records."""
+        self.cache.flush()
+        await self.outbox.drain()
 
     def _process_partition(self, partition: int, events: list[EventT]) -> None:  # noqa: PLR0915 (the hot loop, inline)
         state = self.state(partition)
@@ -598,7 +604,7 @@ def create_app(
     )
     use_idempotent_producer(app)  # acks=all and enable_idempotence (Faust sets them for transactions only)
     pipeline = Pipeline(app, settings, LineParser(parser or ParserSettings()), topics)
-    before_every_flush(app, pipeline.cache.flush)
+    before_every_flush(app, pipeline.before_commit)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: faust.App, revoked: set[TP], **kwargs: object) -> None:
@@ -615,7 +621,10 @@ def create_app(
 
     @app.agent(raw, name="pioneer-aggregate")
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        batches = take_adaptive(
+            stream, settings.batch_size, settings.batch_within_s, settings.batch_busy_within_s
+        )
+        async for events in batches:
             try:
                 await pipeline.process(list(events))
             except Exception as error:
