@@ -52,7 +52,7 @@ from collector.service import run_collector
 from collector.settings import CollectorSettings
 from collector.simulate import SimulatorSettings, run
 from collector.simulate_output import FileSink
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
 from streams.envelope import envelopes
 from streams.topics import TopicSettings
 

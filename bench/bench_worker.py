@@ -77,7 +77,7 @@ from collector.edge import redact_line
 from collector.lines import kubernetes_metadata
 from collector.settings import CollectorSettings
 from collector.simulate import LogLine, SimulatorSettings, run
-from pioneer_telemetry.kafka_local import free_port
+from pioneer_base.kafka_local import free_port
 from streams.envelope import envelopes
 from streams.identity import PodMeta
 from streams.parser import LineParser

@@ -17,8 +17,8 @@ from collector.service import StdinSource, run_collector
 from collector.settings import CollectorSettings
 from collector.simulate import Exporter, SimulatorSettings, run
 from collector.simulate_output import FileSink, KafkaSink, Sink, StreamSink
-from pioneer_telemetry.config import KafkaSettings
-from pioneer_telemetry.kafka_access import KafkaAccessDenied
+from pioneer_base.config import KafkaSettings
+from pioneer_base.kafka_access import KafkaAccessDenied
 from streams.framing import Framing
 from streams.topics import TopicSettings
 

@@ -46,7 +46,7 @@ from collector.simulate_corpus import (
 )
 from collector.simulate_output import Pod, frame
 from collector.simulate_truth import Truth
-from pioneer_telemetry.config import ComponentSettings
+from pioneer_base.config import ComponentSettings
 from streams.framing import Framing
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from collector.lines import LogLine as CollectedLine
 from collector.lines import rfc3339_nano
 from collector.service import start_producer
 from collector.settings import CollectorSettings
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
 from streams.framing import Framing
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from pioneer_telemetry.config import KafkaSettings
-from pioneer_telemetry.kafka_access import KafkaAccessDenied
-from pioneer_telemetry.kafka_local import (
+from pioneer_base.config import KafkaSettings
+from pioneer_base.kafka_access import KafkaAccessDenied
+from pioneer_base.kafka_local import (
     LocalBroker,
     LocalCluster,
     LocalKafkaError,

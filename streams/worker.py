@@ -46,7 +46,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings, KafkaSettings, state_dir
+from pioneer_base.config import ComponentSettings, KafkaSettings, state_dir
 from streams.aggregate import (
     HOUR_MS,
     MINUTE_MS,

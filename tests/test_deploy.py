@@ -20,7 +20,7 @@ import yaml
 
 from collector.settings import CollectorSettings
 from collector.simulate import SimulatorSettings
-from pioneer_telemetry.config import ComponentSettings, KafkaSettings
+from pioneer_base.config import ComponentSettings, KafkaSettings
 from streams.settings import ParserSettings
 from streams.topics import TopicSettings, topic_specs
 from streams.worker import WorkerSettings
