@@ -39,6 +39,7 @@ COPY pioneer_telemetry pioneer_telemetry
 COPY streams streams
 COPY collector collector
 COPY dashboard dashboard
+COPY simulator simulator
 # the installer leaves with the build: the final image runs the project, it installs nothing
 ARG GIT_COMMIT=""
 RUN /opt/pioneer-telemetry/bin/pip install --no-deps . \

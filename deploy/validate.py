@@ -706,6 +706,7 @@ def wheel(path: str) -> list[str]:
             "streams/worker.py",
             "collector/cli.py",
             "dashboard/__init__.py",
+            "simulator/simulate.py",
         )
         if needed not in names
     ]

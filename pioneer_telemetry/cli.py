@@ -270,7 +270,8 @@ def up(
     raise typer.Exit(run_until_interrupted(stack, stop))
 
 
-from collector.cli import collect, simulate  # noqa: E402
+from collector.cli import collect  # noqa: E402
+from simulator.cli import simulate  # noqa: E402
 
 app.command()(simulate)
 app.command()(collect)
