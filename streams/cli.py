@@ -102,8 +102,9 @@ def worker(
 
     from pioneer_base.config import KafkaSettings  # noqa: PLC0415
     from pioneer_base.kafka_access import KafkaAccessDenied  # noqa: PLC0415
+    from streams.app import create_app  # noqa: PLC0415
     from streams.topics import TopicSettings, ensure_topics, topic_specs  # noqa: PLC0415
-    from streams.worker import WorkerSettings, changelog_specs, create_app  # noqa: PLC0415
+    from streams.worker import WorkerSettings, changelog_specs  # noqa: PLC0415
 
     flags = {"web_port": web_port, "web_host": web_host, "data_dir": data_dir, "store": store}
     settings = WorkerSettings(**{k: v for k, v in flags.items() if v is not None})
