@@ -34,10 +34,12 @@ RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.tom
 
 COPY README.md ./
 COPY deploy/local/pom.xml deploy/local/log4j2.properties deploy/local/
+COPY pioneer_base pioneer_base
 COPY pioneer_telemetry pioneer_telemetry
 COPY streams streams
 COPY collector collector
 COPY dashboard dashboard
+COPY simulator simulator
 # the installer leaves with the build: the final image runs the project, it installs nothing
 ARG GIT_COMMIT=""
 RUN /opt/pioneer-telemetry/bin/pip install --no-deps . \

@@ -50,9 +50,10 @@ from benchlib import (
 from collector.metrics import COLLECTOR_METRICS, value
 from collector.service import run_collector
 from collector.settings import CollectorSettings
-from collector.simulate import SimulatorSettings, run
-from collector.simulate_output import FileSink
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
+from simulator.output import FileSink
+from simulator.settings import SimulatorSettings
+from simulator.simulate import run
 from streams.envelope import envelopes
 from streams.topics import TopicSettings
 

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_worker import Worker
 from benchlib import create_topics
 
-from pioneer_telemetry.config import KafkaSettings
-from pioneer_telemetry.kafka_local import LocalBroker
+from pioneer_base.config import KafkaSettings
+from pioneer_base.kafka_local import LocalBroker
 from streams.topics import TopicSpec, ensure_topics
 from streams.worker import CHANGELOG_CONFIG
 

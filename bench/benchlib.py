@@ -25,8 +25,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pioneer_telemetry.config import KafkaSettings
-from pioneer_telemetry.kafka_local import BrokerState, LocalBroker
+from pioneer_base.config import KafkaSettings
+from pioneer_base.kafka_local import BrokerState, LocalBroker
 from streams.topics import TopicSettings, ensure_topics, topic_specs
 
 SIM_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -27,7 +27,7 @@ import orjson
 from bench_worker import HOUR_MS, MINUTE_MS, Worker, WorkerFailed, caught_up, truth_span
 from benchlib import process_cpu_seconds
 
-from collector.simulate_truth import iso_utc
+from simulator.truth import iso_utc
 from streams.identity import PodMeta
 from streams.topics import TopicSettings
 

@@ -25,7 +25,7 @@ from collector.kafka_sink import KafkaSink
 from collector.lines import LogLine, kubernetes_metadata, rfc3339_nano
 from collector.service import start_producer
 from collector.settings import CollectorSettings
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
 from streams.identity import PodMeta
 
 MARKER_EVERY_S = 0.05

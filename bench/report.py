@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from pioneer_telemetry.kafka_local import kafka_version
+from pioneer_base.kafka_local import kafka_version
 
 PACKAGES = ("faust-streaming", "quixstreams", "aiokafka", "confluent-kafka", "orjson", "rocksdict")
 

@@ -39,8 +39,9 @@ from contenders import Contender, Recovery, Run, Workload, contenders, expected_
 from livefeed import LatencyRun, LiveFeed
 from report import machine_facts, markdown
 
-from collector.simulate import SimulatorSettings, run
-from collector.simulate_output import FileSink
+from simulator.output import FileSink
+from simulator.settings import SimulatorSettings
+from simulator.simulate import run
 from streams.envelope import envelopes
 
 ROOT = Path(__file__).resolve().parents[1]

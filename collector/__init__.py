@@ -1,1 +1,1 @@
-"""Log collection: files, protocols, producing to Kafka; the log simulator."""
+"""Log collection: files, protocols, producing to Kafka (the simulator has a room of its own: simulator/)."""

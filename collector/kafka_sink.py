@@ -29,7 +29,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from collector.edge import MAX_LOG_CHARS, PodFilter, edge_line, may_be_event
 from collector.lines import LogLine
 from collector.metrics import COLLECTOR_METRICS as METRICS
-from pioneer_telemetry.batches import build_batches
+from pioneer_base.batches import build_batches
 
 log = logging.getLogger(__name__)
 

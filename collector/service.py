@@ -21,8 +21,8 @@ from collector.metrics import COLLECTOR_METRICS as METRICS
 from collector.settings import CollectorSettings
 from collector.stdin import collect_stream
 from collector.tail import FileTailer
-from pioneer_telemetry.config import KafkaSettings
-from pioneer_telemetry.kafka_access import check_access
+from pioneer_base.config import KafkaSettings
+from pioneer_base.kafka_access import check_access
 from streams.identity import PodMeta
 from streams.topics import TopicSettings
 

@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings, state_dir
+from pioneer_base.config import ComponentSettings, state_dir
 
 
 class CollectorSettings(ComponentSettings):

@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings, state_dir
+from pioneer_base.config import ComponentSettings, state_dir
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 

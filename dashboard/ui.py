@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -421,6 +421,48 @@ def pseudonym_note() -> None:
         st.caption(
             ":material/visibility_off: Usernames are pseudonyms: the pipeline replaces them by keyed hashes."
         )
+
+
+# -- detail pages (a user, a notebook) ---------------------------------------------------------------
+
+
+def detail_choice(
+    title: str, label: str, dimension: str, *, key: str, placeholder: str, help: str | None = None
+) -> str | None:
+    """A detail page's header and its choice of what to show, bound to the URL's query parameter `key`:
+    one of the range's known `dimension` (users, notebooks), or a name typed in."""
+    st.header(title, anchor=False)
+    pseudonym_note()
+    return st.selectbox(
+        label,
+        known(dimension),
+        index=None,
+        key=key,
+        bind="query-params",
+        accept_new_options=True,
+        placeholder=placeholder,
+        help=help,
+    )
+
+
+def detail(
+    fetch: Callable[[Span, str | None], dict[str, Any]], missing: str, icon: str
+) -> tuple[Span, dict[str, Any]] | None:
+    """The chosen range (captioned) and what `fetch` answers for it in the chosen namespace; None after
+    saying why there is nothing to draw: no valid range, the API's problem, or nothing found (`missing`)."""
+    current = span()
+    if current is None:
+        return None
+    range_caption(current)
+    try:
+        found = fetch(current, namespace_filter())
+    except ApiError as error:
+        api_problem(error)
+        return None
+    if not found["found"]:
+        st.info(missing, icon=icon)
+        return None
+    return current, found
 
 
 def health_panel(health: dict[str, Any]) -> model.HealthStatus:

@@ -702,10 +702,11 @@ def wheel(path: str) -> list[str]:
         f"wheel lacks {needed}"
         for needed in (
             "pioneer_telemetry/cli.py",
-            "pioneer_telemetry/kafka_dist/pom.xml",
+            "pioneer_base/kafka_dist/pom.xml",
             "streams/worker.py",
             "collector/cli.py",
             "dashboard/__init__.py",
+            "simulator/simulate.py",
         )
         if needed not in names
     ]

@@ -1,3 +1,4 @@
-"""pioneer-telemetry: glue shared by all components (settings base, Kafka connection, local broker, CLI)."""
+"""pioneer-telemetry's composition root: the `pioneer-telemetry` CLI and `up`'s local stack, which wire
+the rooms (collector, streams, dashboard, simulator) together on the base (pioneer_base). No room imports it."""
 
 __version__ = "0.1.0"

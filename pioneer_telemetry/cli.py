@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from pioneer_telemetry.config import KafkaSettings
-from pioneer_telemetry.kafka_access import KafkaAccessDenied
-from pioneer_telemetry.kafka_local import (
+from pioneer_base.config import KafkaSettings
+from pioneer_base.kafka_access import KafkaAccessDenied
+from pioneer_base.kafka_local import (
     LocalBroker,
     LocalCluster,
     LocalKafkaError,
@@ -270,7 +270,8 @@ def up(
     raise typer.Exit(run_until_interrupted(stack, stop))
 
 
-from collector.cli import collect, simulate  # noqa: E402
+from collector.cli import collect  # noqa: E402
+from simulator.cli import simulate  # noqa: E402
 
 app.command()(simulate)
 app.command()(collect)

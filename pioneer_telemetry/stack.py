@@ -22,8 +22,8 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings, KafkaSettings, state_dir
-from pioneer_telemetry.kafka_local import LocalBroker, LocalKafkaSettings
+from pioneer_base.config import ComponentSettings, KafkaSettings, state_dir
+from pioneer_base.kafka_local import LocalBroker, LocalKafkaSettings
 from streams.topics import TopicChange, TopicSettings, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)

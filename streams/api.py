@@ -42,7 +42,7 @@ from streams.aggregate import (
 )
 
 if TYPE_CHECKING:
-    from streams.worker import Pipeline
+    from streams.local_state import LocalState
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def _namespace(request: Request) -> str | None:
 class ReadApi:
     """Local partial reads, cluster-wide fan-out and the public views' computations."""
 
-    def __init__(self, app: faust.App, pipeline: Pipeline, token: str | None) -> None:
+    def __init__(self, app: faust.App, pipeline: LocalState, token: str | None) -> None:
         self.app = app
         self.pipeline = pipeline
         self.token = token
@@ -487,7 +487,7 @@ def _decode_token(text: str) -> dict[str, str]:
     return tokens
 
 
-def register_api(app: faust.App, pipeline: Pipeline, token: str | None) -> None:
+def register_api(app: faust.App, pipeline: LocalState, token: str | None) -> None:
     api = ReadApi(app, pipeline, token)
     if token is None:
         log.warning("read API without a token (PIONEER_WORKER_API_TOKEN): listening on 127.0.0.1 only")

@@ -100,10 +100,11 @@ def worker(
     """
     from faust.worker import Worker  # noqa: PLC0415 (faust is heavy; other commands do not need it)
 
-    from pioneer_telemetry.config import KafkaSettings  # noqa: PLC0415
-    from pioneer_telemetry.kafka_access import KafkaAccessDenied  # noqa: PLC0415
+    from pioneer_base.config import KafkaSettings  # noqa: PLC0415
+    from pioneer_base.kafka_access import KafkaAccessDenied  # noqa: PLC0415
+    from streams.app import create_app  # noqa: PLC0415
     from streams.topics import TopicSettings, ensure_topics, topic_specs  # noqa: PLC0415
-    from streams.worker import WorkerSettings, changelog_specs, create_app  # noqa: PLC0415
+    from streams.worker import WorkerSettings, changelog_specs  # noqa: PLC0415
 
     flags = {"web_port": web_port, "web_host": web_host, "data_dir": data_dir, "store": store}
     settings = WorkerSettings(**{k: v for k, v in flags.items() if v is not None})
@@ -139,8 +140,8 @@ def export(
     a later run appends only what is new."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn  # noqa: PLC0415
 
-    from pioneer_telemetry.config import KafkaSettings  # noqa: PLC0415
-    from pioneer_telemetry.kafka_access import KafkaAccessDenied  # noqa: PLC0415
+    from pioneer_base.config import KafkaSettings  # noqa: PLC0415
+    from pioneer_base.kafka_access import KafkaAccessDenied  # noqa: PLC0415
     from streams.export import ExportSettings, run_export  # noqa: PLC0415
 
     def epoch_ms(text: str | None) -> int | None:

@@ -32,8 +32,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings, KafkaSettings
-from pioneer_telemetry.kafka_access import check_access
+from pioneer_base.config import ComponentSettings, KafkaSettings
+from pioneer_base.kafka_access import check_access
 from streams.aggregate import DayCalendar
 from streams.schema import PioneerEvent
 

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from streams.aggregate import COUNTERS, HOUR_MS, MINUTE_MS, empty_window, merge_into, select
 
 if TYPE_CHECKING:
-    from streams.worker import Pipeline
+    from streams.local_state import LocalState
 
 ACTIVE_PERIODS = {"1h": HOUR_MS, "24h": 24 * HOUR_MS}  # of the wall clock, up to now
 
@@ -63,7 +63,7 @@ class WorkerMetrics:
         for name, count in counters.items():
             self.pipeline_counters[COUNTER_METRICS[name]].inc(count)
 
-    def watch(self, pipeline: Pipeline) -> None:
+    def watch(self, pipeline: LocalState) -> None:
         """Serve the gauges read from the pipeline's state at each scrape."""
         self.registry.register(_StateCollector(pipeline))
 
@@ -79,7 +79,7 @@ assert set(COUNTER_METRICS) == set(COUNTERS)
 
 
 class _StateCollector(Collector):
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: LocalState) -> None:
         self.pipeline = pipeline
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

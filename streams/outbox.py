@@ -21,7 +21,7 @@ import logging
 import faust
 from aiokafka import AIOKafkaProducer
 
-from pioneer_telemetry.batches import BatchPacker
+from pioneer_base.batches import BatchPacker
 
 log = logging.getLogger(__name__)
 

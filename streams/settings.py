@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import PositiveInt, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings
+from pioneer_base.config import ComponentSettings
 from streams.logformat import NEBARI_DEFAULT_LOG_FORMAT, log_format_from_nebari_config
 from streams.privacy import DEFAULT_ENVIRON_ALLOWLIST, PrivacyPolicy
 

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings, KafkaSettings
-from pioneer_telemetry.kafka_access import check_access
+from pioneer_base.config import ComponentSettings, KafkaSettings
+from pioneer_base.kafka_access import check_access
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -41,13 +41,10 @@ from typing import ClassVar, Literal
 import faust
 import orjson
 from faust.types import TP, EventT
-from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings, KafkaSettings, state_dir
-from streams.adaptive_take import take_adaptive
+from pioneer_base.config import ComponentSettings, state_dir
 from streams.aggregate import (
     HOUR_MS,
     MINUTE_MS,
@@ -64,7 +61,6 @@ from streams.metrics import WorkerMetrics
 from streams.outbox import Outbox
 from streams.parser import LineParser
 from streams.schema import DeadLetter, PioneerEvent
-from streams.settings import ParserSettings
 from streams.table_cache import TableCache, acting_for
 from streams.topics import TopicSettings, TopicSpec
 
@@ -537,107 +533,3 @@ def changelog_specs(settings: WorkerSettings, topics: TopicSettings) -> list[Top
         )
         for table in (*WINDOW_TABLES, SOURCES)
     ]
-
-
-def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
-    """The Kafka settings as Faust takes them, for its consumer, producer and changelogs alike."""
-    options = kafka.client_options()
-    if kafka.uses_sasl:
-        return faust.SASLCredentials(
-            username=options["sasl_plain_username"],
-            password=options["sasl_plain_password"],
-            ssl_context=options.get("ssl_context"),
-            mechanism=options["sasl_mechanism"],
-        )
-    if kafka.uses_tls:
-        return faust.SSLCredentials(options["ssl_context"])
-    return None
-
-
-def create_app(
-    settings: WorkerSettings | None = None,
-    kafka: KafkaSettings | None = None,
-    topics: TopicSettings | None = None,
-    parser: ParserSettings | None = None,
-) -> faust.App:
-    """The worker's Faust app, with its agent, tables and read API."""
-    from streams.api import register_api  # noqa: PLC0415 (the API needs the pipeline built here)
-    from streams.faust_producer import ACKS_ALL, before_every_flush, use_idempotent_producer  # noqa: PLC0415
-    from streams.topics import replication_factor  # noqa: PLC0415
-
-    settings = settings or WorkerSettings()
-    kafka = kafka or KafkaSettings()
-    topics = topics or TopicSettings()
-    app = faust.App(
-        settings.app_id,
-        broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
-        broker_credentials=faust_credentials(kafka),
-        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
-        datadir=str(settings.data_dir),
-        web_host=settings.bind_host,
-        web_port=settings.web_port,
-        web_bind=settings.bind_host,
-        canonical_url=settings.canonical_url or f"http://{settings.bind_host}:{settings.web_port}",
-        # Faust's own pages (table contents among them) would bypass the API's token: only ours are served
-        web_router_enabled=False,
-        web_tables_enabled=False,
-        web_graph_enabled=False,
-        web_stats_enabled=False,
-        topic_partitions=topics.partitions,
-        topic_replication_factor=replication_factor(kafka, topics),  # Faust's own topics: as ours
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=settings.commit_interval_s,
-        broker_session_timeout=settings.session_timeout_s,
-        consumer_group_instance_id=settings.group_instance_id,
-        # the tables' changelog records wait this long to share a request (default: one per record); the
-        # outbox's records come in whole batches. Longer would delay the next batch's outbox sends
-        producer_linger=0.005,
-        producer_max_batch_size=1024 * 1024,
-        producer_compression_type="zstd",  # a tenth of the bytes: less work for us (CRC, copies) and the broker
-        broker_heartbeat_interval=settings.session_timeout_s / 3,
-        producer_acks=ACKS_ALL,
-        processing_guarantee="at_least_once",
-        key_serializer="raw",
-        value_serializer="raw",
-        autodiscover=False,
-        web_in_thread=False,
-    )
-    use_idempotent_producer(app)  # acks=all and enable_idempotence (Faust sets them for transactions only)
-    pipeline = Pipeline(app, settings, LineParser(parser or ParserSettings()), topics)
-    before_every_flush(app, pipeline.before_commit)
-
-    @app.on_partitions_revoked.connect
-    async def forget_revoked(sender: faust.App, revoked: set[TP], **kwargs: object) -> None:
-        """Faust flushed (so wrote the cache) before it committed; what is left was not committed."""
-        pipeline.cache.forget({tp.partition for tp in revoked if tp.topic == topics.raw})
-        pipeline.cache.forget_reads()
-
-    @app.on_rebalance_complete.connect
-    async def forget_reads(sender: faust.App, **kwargs: object) -> None:
-        """Recovery wrote the changelogs' values into the stores."""
-        pipeline.cache.forget_reads()
-
-    raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, partitions=topics.partitions)
-
-    @app.agent(raw, name="pioneer-aggregate")
-    async def aggregate(stream: faust.StreamT[bytes]) -> None:
-        batches = take_adaptive(
-            stream, settings.batch_size, settings.batch_within_s, settings.batch_busy_within_s
-        )
-        async for events in batches:
-            try:
-                await pipeline.process(list(events))
-            except Exception as error:
-                # Faust restarts a crashed agent and the web server keeps answering: say so in /health
-                pipeline.last_crash = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {error!r}"
-                raise
-
-    register_api(app, pipeline, settings.api_token.get_secret_value() if settings.api_token else None)
-
-    @app.page("/metrics")
-    async def metrics(self: View, request: Request) -> Response:
-        """Prometheus metrics: counters and gauges without user, notebook or session labels (no token)."""
-        body = generate_latest(pipeline.metrics.registry)
-        return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    return app

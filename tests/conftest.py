@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pioneer_telemetry.kafka_local import LocalBroker
+from pioneer_base.kafka_local import LocalBroker
 from streams.topics import TopicSettings, ensure_topics, topic_specs
 from tests.helpers import (
     CollectorThread,

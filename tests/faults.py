@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pioneer_telemetry.config import KafkaSettings
-from pioneer_telemetry.kafka_local import ClusterState, LocalCluster
+from pioneer_base.config import KafkaSettings
+from pioneer_base.kafka_local import ClusterState, LocalCluster
 from streams.topics import TopicSettings, ensure_topics, topic_specs
 from tests.helpers import PacedLogs, WorkerProcess, consume, unique_topics, worker_env
 from tests.truth import assert_equals_truth, iso_ms, simulate, truth_range

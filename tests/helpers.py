@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer
 
 from collector.service import run_collector
 from collector.settings import CollectorSettings
-from pioneer_telemetry.config import KafkaSettings
-from pioneer_telemetry.kafka_local import free_port
+from pioneer_base.config import KafkaSettings
+from pioneer_base.kafka_local import free_port
 from streams.envelope import envelopes
 from streams.topics import TopicSettings
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.simulate import Simulation, SimulatorSettings
+from simulator.settings import SimulatorSettings
+from simulator.simulate import Simulation
 from tests.clock import epoch_ms, iso, recent_hour
 
 # Three days back, older than the wall clock's last 24 h: the worker still holds these minutes (its

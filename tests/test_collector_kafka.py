@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from collector.settings import CollectorSettings
-from pioneer_telemetry.kafka_local import LocalBroker, free_port
+from pioneer_base.kafka_local import LocalBroker, free_port
 from streams.topics import TopicSettings, ensure_topics, topic_specs
 from tests.helpers import (
     CollectorThread,

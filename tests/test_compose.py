@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pioneer_telemetry.kafka_local import BrokerState, LocalBroker, free_port
+from pioneer_base.kafka_local import BrokerState, LocalBroker, free_port
 from tests.clock import iso, recent_hour
 from tests.helpers import ApiClient, consume
 from tests.test_dashboard_browser import CHROMIUM_ARGS

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
 from streams.topics import TopicSettings
 
 

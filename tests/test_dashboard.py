@@ -21,7 +21,7 @@ from dashboard import model
 from dashboard.cli import streamlit_command, write_auth_secrets
 from dashboard.client import Api, ApiError, ApiUnreachable, Span
 from dashboard.settings import DashboardSettings
-from pioneer_telemetry.kafka_local import free_port
+from pioneer_base.kafka_local import free_port
 from streams.topics import ensure_topics, topic_specs
 from tests.helpers import WorkerProcess, kafka_settings, unique_topics, worker_env
 from tests.simulated import MINUTES, START_MS, Simulated

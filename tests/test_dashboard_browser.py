@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from dashboard import model
-from pioneer_telemetry.kafka_local import free_port
+from pioneer_base.kafka_local import free_port
 from streams.topics import TopicSettings
 from tests.helpers import CollectorThread, WorkerProcess, settings_for, wait_for_port, worker_env
 

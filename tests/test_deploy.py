@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from collector.settings import CollectorSettings
-from collector.simulate import SimulatorSettings
-from pioneer_telemetry.config import ComponentSettings, KafkaSettings
+from pioneer_base.config import ComponentSettings, KafkaSettings
+from simulator.settings import SimulatorSettings
 from streams.settings import ParserSettings
 from streams.topics import TopicSettings, topic_specs
 from streams.worker import WorkerSettings

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from collector.edge import MAX_LOG_CHARS, edge_line, may_be_event
 from collector.lines import LineAssembler
 from collector.settings import CollectorSettings
-from collector.simulate import Exporter, Simulation, SimulatorSettings
-from collector.simulate_output import frame
+from simulator.output import frame
+from simulator.settings import Exporter, SimulatorSettings
+from simulator.simulate import Simulation
 from streams.framing import Framing
 from streams.parser import LineParser, ParseResult
 from streams.privacy import DEFAULT_ENVIRON_ALLOWLIST

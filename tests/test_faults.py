@@ -19,7 +19,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from pioneer_telemetry.kafka_local import LocalCluster
+from pioneer_base.kafka_local import LocalCluster
 from streams.topics import ensure_topics, topic_specs
 from tests.faults import SCENARIOS, FaultRun, Scenario, full_check, start_cluster
 from tests.helpers import unique_topics

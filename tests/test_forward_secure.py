@@ -19,7 +19,7 @@ import pytest
 
 from collector.forward import HANDSHAKE_BYTES, ForwardAuth, ForwardServer
 from collector.settings import CollectorSettings
-from pioneer_telemetry.tls import LocalPki
+from pioneer_base.tls import LocalPki
 from tests.test_forward import FakeSink, run
 
 KEY = "a shared key, long enough"

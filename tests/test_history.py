@@ -25,8 +25,8 @@ import pandas as pd
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from collector.simulate import SimulatorSettings
-from pioneer_telemetry.kafka_local import free_port
+from pioneer_base.kafka_local import free_port
+from simulator.settings import SimulatorSettings
 from streams.export import ExportSettings, run_export
 from streams.topics import TopicSettings, ensure_topics, topic_specs
 from tests.clock import epoch_ms, iso, recent_hour

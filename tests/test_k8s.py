@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pioneer_telemetry.kafka_local import BrokerState, LocalBroker, free_port
+from pioneer_base.kafka_local import BrokerState, LocalBroker, free_port
 from tests.clock import iso, recent_hour
 from tests.helpers import ApiClient, wait_for_port
 from tests.truth import all_counted, assert_equals_truth, simulate, truth_range

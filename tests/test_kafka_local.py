@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pioneer_telemetry.kafka_local import LocalBroker, free_port, port_is_free
+from pioneer_base.kafka_local import LocalBroker, free_port, port_is_free
 from streams.topics import TopicSettings, TopicSpec, ensure_topics, topic_specs
 from tests.helpers import kafka_settings
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pioneer_telemetry.config import KafkaSettings
-from pioneer_telemetry.kafka_access import KafkaAccessDenied, check_access
-from pioneer_telemetry.kafka_local import BrokerState, LocalBroker
-from pioneer_telemetry.tls import LocalPki
+from pioneer_base.config import KafkaSettings
+from pioneer_base.kafka_access import KafkaAccessDenied, check_access
+from pioneer_base.kafka_local import BrokerState, LocalBroker
+from pioneer_base.tls import LocalPki
 from streams.topics import ensure_topics, topic_specs
 from tests.helpers import WorkerProcess, unique_topics, worker_env
 from tests.truth import all_counted, assert_equals_truth, collect, simulate

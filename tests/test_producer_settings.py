@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from collector import service
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
+from streams.app import create_app
 from streams.faust_producer import IdempotentProducer
 from streams.topics import TopicSettings, TopicSpec, replicas_for, topic_specs
-from streams.worker import WorkerSettings, changelog_specs, create_app
+from streams.worker import WorkerSettings, changelog_specs
 
 
 @pytest.mark.parametrize(

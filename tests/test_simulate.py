@@ -19,25 +19,12 @@ import pytest
 from typer.testing import CliRunner
 
 from collector.lines import rfc3339_nano
-from collector.simulate import (
-    DEFAULT_LOG_FORMAT,
-    LogLine,
-    Simulation,
-    SimulatorSettings,
-    _UTCFormatter,
-    presence,
-    run,
-)
-from collector.simulate_corpus import SECRET_VARIABLES
-from collector.simulate_output import (
-    MAX_CHUNK,
-    FileSink,
-    Pod,
-    frame,
-    kubernetes_of,
-    safe_slug,
-)
 from pioneer_telemetry.cli import app
+from simulator.corpus import SECRET_VARIABLES
+from simulator.output import MAX_CHUNK, FileSink, frame, kubernetes_of
+from simulator.records import LogLine, Pod, safe_slug
+from simulator.settings import DEFAULT_LOG_FORMAT, SimulatorSettings
+from simulator.simulate import Simulation, _UTCFormatter, presence, run
 from streams.framing import Framing
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
 from streams.topics import TopicSettings
 from tests.clock import iso, recent_hour
 from tests.helpers import CollectorThread, ReadsApi, consume_envelopes, settings_for

@@ -19,7 +19,7 @@ from peers.peerlib import (
     finish,
     parse_args,
 )
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
 from streams.aggregate import MINUTE_MS, event_time, window_start
 from streams.topics import TopicSpec, ensure_topics
 

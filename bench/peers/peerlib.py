@@ -29,7 +29,7 @@ import orjson
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from collector.simulate_truth import iso_utc
+from simulator.truth import iso_utc
 from streams.aggregate import MINUTE_MS, event_time, window_start
 from streams.envelope import EnvelopeReader, envelopes
 from streams.parser import LineParser

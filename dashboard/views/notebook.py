@@ -8,19 +8,14 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import model, ui
-from dashboard.client import ApiError
 
 VIEWS = Path(__file__).parent
 
-st.header("Notebook", anchor=False)
-ui.pseudonym_note()
-notebook = st.selectbox(
+notebook = ui.detail_choice(
+    "Notebook",
     "Notebook path",
-    ui.known("notebooks"),
-    index=None,
+    "notebooks",
     key="notebook",
-    bind="query-params",
-    accept_new_options=True,
     placeholder="Choose a notebook path",
     help="Every user has their own home directory: the page shows everyone with a notebook at this path.",
 )
@@ -28,22 +23,15 @@ notebook = st.selectbox(
 
 @st.fragment(run_every=ui.settings().refresh_s)
 def notebook_page(path: str) -> None:
-    span = ui.span()
-    if span is None:
+    shown = ui.detail(
+        lambda span, namespace: ui.api().notebook(span, path, namespace),
+        f"Nobody worked on **{path}** in this range (and namespace): choose a longer range.",
+        ":material/draft:",
+    )
+    if shown is None:
         return
-    ui.range_caption(span)
+    span, detail = shown
     names = ui.event_filter()
-    try:
-        detail = ui.api().notebook(span, path, ui.namespace_filter())
-    except ApiError as error:
-        ui.api_problem(error)
-        return
-    if not detail["found"]:
-        st.info(
-            f"Nobody worked on **{path}** in this range (and namespace): choose a longer range.",
-            icon=":material/draft:",
-        )
-        return
     tiles = model.notebook_kpis(detail, names)
     ui.kpi_row(tiles, span, model.drilldown_sparklines(tiles, detail["timeline"], names))
 

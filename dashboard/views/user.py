@@ -8,41 +8,23 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import charts, model, ui
-from dashboard.client import ApiError
 
 VIEWS = Path(__file__).parent
 
-st.header("User", anchor=False)
-ui.pseudonym_note()
-user = st.selectbox(
-    ui.user_label(),
-    ui.known("users"),
-    index=None,
-    key="user",
-    bind="query-params",
-    accept_new_options=True,
-    placeholder="Choose a user",
-)
+user = ui.detail_choice("User", ui.user_label(), "users", key="user", placeholder="Choose a user")
 
 
 @st.fragment(run_every=ui.settings().refresh_s)
 def user_page(user: str) -> None:
-    span = ui.span()
-    if span is None:
+    shown = ui.detail(
+        lambda span, namespace: ui.api().user(span, user, namespace),
+        f"No events from **{user}** in this range (and namespace): choose a longer range.",
+        ":material/person_off:",
+    )
+    if shown is None:
         return
-    ui.range_caption(span)
+    span, detail = shown
     tz, names = ui.viewer_zone(), ui.event_filter()
-    try:
-        detail = ui.api().user(span, user, ui.namespace_filter())
-    except ApiError as error:
-        ui.api_problem(error)
-        return
-    if not detail["found"]:
-        st.info(
-            f"No events from **{user}** in this range (and namespace): choose a longer range.",
-            icon=":material/person_off:",
-        )
-        return
     tiles = model.user_kpis(detail, span, tz, names)
     ui.kpi_row(tiles, span, model.drilldown_sparklines(tiles, detail["timeline"], names))
 

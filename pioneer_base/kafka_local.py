@@ -6,7 +6,7 @@ data directory: several can run side by side, and starting one that already runs
 
 A secured broker (`secure`) has no plaintext client listener: SASL_SSL with SCRAM-SHA-512 on the
 bootstrap port, and SSL with client certificates (mutual TLS) on a second port. Its certificates come
-from a private CA made at format time (`pioneer_telemetry.tls`), its SCRAM user is created at format
+from a private CA made at format time (`pioneer_base.tls`), its SCRAM user is created at format
 time, and every start writes `client.env` and `client-mtls.env` into the data dir: the
 `KAFKA_BOOTSTRAP_SERVERS` and `PIONEER_KAFKA_*` variables a component needs to connect.
 """
@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from pioneer_telemetry.config import ComponentSettings, KafkaSettings, cache_dir, state_dir
-from pioneer_telemetry.tls import LocalPki
+from pioneer_base.config import ComponentSettings, KafkaSettings, cache_dir, state_dir
+from pioneer_base.tls import LocalPki
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import ssl
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed
 
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
 
 
 class KafkaAccessDenied(RuntimeError):

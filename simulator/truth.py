@@ -10,10 +10,11 @@ import os
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collector.simulate import Event, LogLine, Simulation
+    from simulator.records import Event, LogLine, Persona
+    from simulator.settings import SimulatorSettings
 
 WINDOW_MS = 60_000
 EXECUTE = "CellExecuteEvent"
@@ -47,6 +48,19 @@ class _Window:
         }
 
 
+class Simulated(Protocol):
+    """What the truth reads of a simulation (`simulate.Simulation`): its settings, start and users."""
+
+    @property
+    def settings(self) -> SimulatorSettings: ...
+
+    @property
+    def start_ms(self) -> int: ...
+
+    @property
+    def personas(self) -> list[Persona]: ...
+
+
 class Truth:
     """Counts per event name, user, session, notebook and 1-minute window of log time; executions and failures.
 
@@ -55,7 +69,7 @@ class Truth:
     own `Untitled.ipynb`.
     """
 
-    def __init__(self, simulation: Simulation) -> None:
+    def __init__(self, simulation: Simulated) -> None:
         settings = simulation.settings
         self._header = {
             "seed": settings.seed,

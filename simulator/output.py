@@ -5,10 +5,8 @@ log files, a stream (stdout) or Kafka (through the collector's own sink).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -20,11 +18,11 @@ from collector.lines import LogLine as CollectedLine
 from collector.lines import rfc3339_nano
 from collector.service import start_producer
 from collector.settings import CollectorSettings
-from pioneer_telemetry.config import KafkaSettings
+from pioneer_base.config import KafkaSettings
 from streams.framing import Framing
 
 if TYPE_CHECKING:
-    from collector.simulate import LogLine
+    from simulator.records import LogLine, Pod
 
 
 MAX_CHUNK = 16 * 1024
@@ -34,48 +32,9 @@ are split into partial chunks. Counted in characters: the long lines we produce 
 STREAM = "stderr"
 """Python's logging and Jupyter Server both write to stderr."""
 
-_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
-_OBJECT_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Go's encoding/json (docker's log driver) escapes these even in valid UTF-8 strings.
 _GO_ESCAPED = re.compile("[<>&\u2028\u2029]")
 _json_string = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def safe_slug(name: str) -> str:
-    """kubespawner 7's "safe" slug: a valid DNS label passes through, anything else is stripped and hashed.
-
-    `alice` -> `alice`, `user@email.com` -> `user-email-com---0925f997`.
-    """
-    if "--" not in name and _OBJECT_NAME.fullmatch(name):
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    stem = _NOT_ALNUM.sub("-", name.lower()).lstrip("-")[:21].rstrip("-")
-    if stem and not ("a" <= stem[0] <= "z"):
-        stem = "x-" + stem[:19]
-    return f"{stem or 'x'}---{digest}"
-
-
-@dataclass(frozen=True, slots=True)
-class Pod:
-    """A user's single-user server as the kubelet and Fluent Bit's kubernetes filter see it."""
-
-    username: str
-    namespace: str
-    container_id: str  # 64 hex digits
-    container: str = "notebook"
-    slug: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "slug", safe_slug(self.username))
-
-    @property
-    def name(self) -> str:
-        return f"jupyter-{self.slug}"
-
-    @property
-    def log_file(self) -> str:
-        """The file name under `/var/log/containers/`."""
-        return f"{self.name}_{self.namespace}_{self.container}-{self.container_id}.log"
 
 
 def frame(line: str, ns: int, framing: Framing) -> str:
