@@ -489,14 +489,19 @@ class LocalBroker:
     def _log_tail(self, lines: int = 25) -> str:
         return log_tail(self.log_file, lines)
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        with (self.data_dir / ".lock").open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return data_dir_lock(self.data_dir)
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """One start or stop at a time per data dir (a broker's or a cluster's)."""
+    with (data_dir / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -828,14 +833,8 @@ class LocalCluster:
             for n in (saved.nodes if saved else ())
         )
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        with (self.data_dir / ".lock").open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return data_dir_lock(self.data_dir)
 
 
 @dataclass(frozen=True)
