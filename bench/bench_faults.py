@@ -109,8 +109,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "- **Topics**: replication factor 3 (`TopicSettings.replication_factor` unset: min(3, brokers)), "
         "`min.insync.replicas` 2, unclean leader election off; Faust's changelog and internal topics the same.",
         "- **Producers**: the collector and the worker's Faust producer both use `acks=all` and "
-        "`enable_idempotence` (the worker through streams/faust_producer.py); the worker processes "
-        "at-least-once and counts each line once (by its source id and offset).",
+        "`enable_idempotence` (the worker through streams/faust_transport.py); the worker processes "
+        "at-least-once and counts each line once (by its source id and offset); its consumer commits only "
+        "offsets every record before them reached (docs/streams.md, step 6).",
         "- **Load**: 6 simulated users over 10 simulated minutes, their pod logs written into the watched folder "
         "at a steady pace over about 45 s; one collector (a subprocess) and two workers sharing 8 partitions. "
         "The fault comes once about a third of the events are counted.",

@@ -15,11 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pioneer_base.config import KafkaSettings
 from streams.adaptive_take import take_adaptive
 from streams.api import register_api
-from streams.faust_producer import ACKS_ALL, before_every_flush, use_idempotent_producer
+from streams.faust_transport import ACKS_ALL, before_every_flush, use_worker_transport
 from streams.parser import LineParser
 from streams.settings import ParserSettings
 from streams.topics import TopicSettings, replication_factor
-from streams.worker import Pipeline, WorkerSettings
+from streams.worker import REREAD_AFTER_S, Pipeline, WorkerSettings
 
 
 def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
@@ -81,20 +81,24 @@ def create_app(
         autodiscover=False,
         web_in_thread=False,
     )
-    use_idempotent_producer(app)  # acks=all and enable_idempotence (Faust sets them for transactions only)
+    use_worker_transport(app)  # acks=all and idempotence; commits never pass an unprocessed record
     pipeline = Pipeline(app, settings, LineParser(parser or ParserSettings()), topics)
     before_every_flush(app, pipeline.before_commit)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: faust.App, revoked: set[TP], **kwargs: object) -> None:
         """Faust flushed (so wrote the cache) before it committed; what is left was not committed."""
-        pipeline.cache.forget({tp.partition for tp in revoked if tp.topic == topics.raw})
+        pipeline.forget_partitions({tp.partition for tp in revoked if tp.topic == topics.raw})
         pipeline.cache.forget_reads()
 
     @app.on_rebalance_complete.connect
     async def forget_reads(sender: faust.App, **kwargs: object) -> None:
         """Recovery wrote the changelogs' values into the stores."""
         pipeline.cache.forget_reads()
+
+    @app.timer(REREAD_AFTER_S)
+    async def reread_overdue() -> None:
+        await pipeline.reread_overdue()
 
     raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, partitions=topics.partitions)
 

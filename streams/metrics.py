@@ -43,6 +43,10 @@ class WorkerMetrics:
             "pioneer_revoked_records", "Raw records fetched before their partition went to another worker: skipped",
             registry=self.registry,
         )  # fmt: skip
+        self.reread = PromCounter(
+            "pioneer_rereads", "Times a partition was fetched again because a record went missing before the agent",
+            registry=self.registry,
+        )  # fmt: skip
         self.pipeline_counters = {
             name: PromCounter(f"pioneer_{name}", help_text, registry=self.registry)
             for name, help_text in (

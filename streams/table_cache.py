@@ -4,7 +4,7 @@ Writing every window a batch touched (serialised, into RocksDB, onto the changel
 expensive: an hour or a day window was rewritten for every few events, and a batch waited for the
 changelog's produce requests. The cache keeps the values the agent works with and writes each one once
 per commit: `flush` runs inside the producer flush that Faust does just before it commits offsets
-(`streams.faust_producer`), so every committed offset's windows are on the changelog first. A crash
+(`streams.faust_transport`), so every committed offset's windows are on the changelog first. A crash
 loses only values no commit covered, and the raw topic replays their events; the windows' offsets
 (`o`) skip what their stored values already hold.
 
@@ -16,6 +16,7 @@ window costs more than merging it. Faust's own changelog recovery writes to the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import weakref
@@ -110,24 +111,33 @@ class TableCache:
                     live.add(key)
         return live
 
-    def flush(self) -> int:
-        """Write every pending value to its table (RocksDB and the changelog); returns how many."""
+    def flush(self) -> list[asyncio.Future[Any]]:
+        """Write every pending value to its store and its changelog; returns the changelog sends.
+
+        The sends are Faust's own (`Table.send_changelog`, which also keeps the store's persisted
+        offset), but awaited here: Faust's producer flush gives up on its buffer after 0.1 s without a
+        send (`ProducerBuffer.flush_atmost`), so a busy loop or a slow broker could let it commit
+        offsets whose windows were still in that buffer."""
         by_partition: dict[int, list[tuple[str, bytes, Any]]] = defaultdict(list)
         for name, pending in self.pending.items():
             for key, value in pending.items():
                 by_partition[key_partition(key)].append((name, key, value))
         self.pending = {name: {} for name in self.tables}
+        sent: list[asyncio.Future[Any]] = []
         for partition, writes in by_partition.items():
-            with acting_for(self._events[partition]):
+            with acting_for(self._events[partition]):  # the store picks its partition's database by it
                 for name, key, value in writes:
                     table = self.tables[name]
                     if value is not None:
-                        table[key] = orjson.dumps(value)
-                    elif key in table:
-                        del table[key]
+                        encoded = orjson.dumps(value)
+                        table.data[key] = encoded
+                        sent.append(table.send_changelog(partition, key, encoded))
+                    elif key in table.data:
+                        del table.data[key]
+                        sent.append(table.send_changelog(partition, key, None, value_serializer="raw"))
                     self._remember(name, key, value)
         self._events.clear()
-        return sum(map(len, by_partition.values()))
+        return sent
 
     def forget(self, partitions: set[int]) -> None:
         """Drop what is pending for partitions this worker no longer owns: with no commit since, their

@@ -36,7 +36,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, cast
 
 import faust
 import orjson
@@ -56,6 +56,7 @@ from streams.aggregate import (
     merge_into,
 )
 from streams.envelope import EnvelopeReader, envelopes
+from streams.faust_transport import ContiguousConsumer
 from streams.framing import rfc3339_to_ms
 from streams.metrics import WorkerMetrics
 from streams.outbox import Outbox
@@ -150,6 +151,25 @@ def offset_runs(events: list[EventT]) -> list[list[EventT]]:
     return runs
 
 
+REREAD_AFTER_S = 5.0  # a record fetched again that still has not come is asked for again
+
+
+def until_missing(events: list[EventT], expected: int | None) -> tuple[list[EventT], int | None, bool]:
+    """One partition's events up to the first that comes after a record that never came; the offset to
+    count next; whether a record is missing (then that offset is the missing record's).
+
+    Windows skip the offsets they hold, so a record must be counted before any later one. Faust can drop
+    a fetched record before the agent sees it (its queues are cleared when the flow resumes after a
+    rebalance): the later ones must wait until it is fetched again. Earlier offsets (a replay after a
+    seek) pass: the windows skip what they hold. `expected` None: whatever comes first starts the run."""
+    for index, event in enumerate(events):
+        offset = event.message.offset
+        if expected is not None and offset > expected:
+            return events[:index], expected, True
+        expected = offset + 1 if expected is None else max(expected, offset + 1)
+    return events, expected, False
+
+
 def window_key(partition: int, start: int) -> bytes:
     return f"{partition}|{start}".encode()
 
@@ -209,6 +229,9 @@ class Pipeline:
         self.last_crash: str | None = None  # the agent's last crash, for the health endpoint
         self.outbox = Outbox(app)
         self.changes = Changes()
+        self.next_offset: dict[int, int] = {}  # per assigned partition: the record to count next
+        # per partition: the offset it is being fetched again from, and since when (monotonic s)
+        self.rereading: dict[int, tuple[int, float]] = {}
         self.metrics = WorkerMetrics()
         self.metrics.watch(self)
 
@@ -287,7 +310,7 @@ class Pipeline:
                 self.metrics.revoked.inc(len(group))
                 log.info("skipped %d records of partition %d: no longer assigned here", len(group), partition)
                 continue
-            for run in offset_runs(group):
+            for run in offset_runs(await self.in_order(partition, group)):
                 with acting_for(run[-1]):
                     self._process_partition(partition, run)
             self.changes.advance()
@@ -295,11 +318,57 @@ class Pipeline:
                 await self.outbox.send()
         await self.outbox.send_soon()  # in the background: the next batch need not wait for Kafka
 
+    async def in_order(self, partition: int, events: list[EventT]) -> list[EventT]:
+        """The events to count now (`until_missing`); when a record is missing, the partition is
+        fetched again from it."""
+        expected = self.next_offset.get(partition)
+        if expected is None:
+            consumer = cast(ContiguousConsumer, self.app.consumer)  # streams.app: use_worker_transport
+            expected = consumer.committed_offset(TP(self.raw_topic_name, partition))
+        events, expected, missing = until_missing(events, expected)
+        if expected is None:
+            return events
+        self.next_offset[partition] = expected
+        asked = self.rereading.get(partition)
+        if asked is not None and expected > asked[0]:  # it came
+            del self.rereading[partition]
+            asked = None
+        if missing and asked is None:  # else asked for already: these were fetched before the seek
+            await self._reread(partition, expected)
+        return events
+
+    async def reread_overdue(self) -> None:
+        """Ask again for records fetched again that did not come (Faust can drop the second delivery
+        too, when it lands just before the flow resumes after a rebalance)."""
+        now, assigned = time.monotonic(), set(self.local_partitions())
+        for partition, (offset, since) in list(self.rereading.items()):
+            if partition in assigned and now - since >= REREAD_AFTER_S:
+                await self._reread(partition, offset)
+
+    async def _reread(self, partition: int, offset: int) -> None:
+        self.rereading[partition] = (offset, time.monotonic())
+        self.metrics.reread.inc()
+        log.warning(
+            "partition %d: record %d never reached the agent; fetching again from it", partition, offset
+        )
+        consumer = cast(ContiguousConsumer, self.app.consumer)
+        await consumer.reread(TP(self.raw_topic_name, partition), offset)
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Partitions revoked: what was pending for them is not committed, and their next owner (this
+        worker too, after the rebalance) resumes from the committed offset."""
+        self.cache.forget(partitions)
+        for partition in partitions:
+            self.next_offset.pop(partition, None)
+            self.rereading.pop(partition, None)
+
     async def before_commit(self) -> None:
         """Run by the producer's flush, which Faust runs right before committing offsets: what the
         offsets cover goes to Kafka first, the cached windows and the outbox's records."""
-        self.cache.flush()
+        sent = self.cache.flush()
         await self.outbox.drain()
+        if sent:
+            await asyncio.gather(*sent)  # acknowledged by the cluster (acks=all), or the commit fails
 
     def _process_partition(self, partition: int, events: list[EventT]) -> None:  # noqa: PLR0915 (the hot loop, inline)
         state = self.state(partition)

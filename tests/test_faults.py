@@ -69,17 +69,8 @@ def check(run: FaultRun) -> None:
     full_check(run)  # tests/truth.py's every aggregate, on both workers
 
 
-# open bug (issue #18 note): since this session's write cache, a killed worker can lose events (CI: 9 of
-# ~4,900 in two minute windows). Marked so the rest lands; it must be fixed, not lived with.
-WORKER_KILL_LOSS = pytest.mark.xfail(
-    reason="open data-loss bug after a worker SIGKILL (issue #18 note)", strict=False
-)
-
-
 def marks_of(scenario: Scenario) -> list[pytest.MarkDecorator]:
-    return ([] if scenario.quick else [full_only]) + (
-        [WORKER_KILL_LOSS] if scenario.name == "worker-kill" else []
-    )
+    return [] if scenario.quick else [full_only]
 
 
 @pytest.mark.parametrize("scenario", [pytest.param(s, id=s.name, marks=marks_of(s)) for s in SCENARIOS])

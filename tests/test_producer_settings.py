@@ -12,7 +12,7 @@ import pytest
 from collector import service
 from pioneer_base.config import KafkaSettings
 from streams.app import create_app
-from streams.faust_producer import IdempotentProducer
+from streams.faust_transport import IdempotentProducer
 from streams.topics import TopicSettings, TopicSpec, replicas_for, topic_specs
 from streams.worker import WorkerSettings, changelog_specs
 

@@ -209,17 +209,9 @@ def test_kill_9_and_restart_neither_loses_nor_double_counts(
         worker.kill(signal.SIGTERM)
 
 
-SIGTERM_HANDOVER_FLAKE = pytest.mark.xfail(
-    reason="open bug (issue #18 note): since the table cache, the SIGTERM variant under-counts in about 1 "
-    "of 4 runs (all events counted never reached; SIGKILL exact). Suspect: a stopping worker's last "
-    "commit runs after Faust closed its tables, so cached windows may not reach the changelog",
-    strict=False,
-)
-
-
 @pytest.mark.parametrize(
     "leave",
-    [pytest.param(signal.SIGTERM, marks=SIGTERM_HANDOVER_FLAKE), signal.SIGKILL],
+    [signal.SIGTERM, signal.SIGKILL],
     ids=["sigterm", "sigkill"],
 )
 def test_a_worker_that_leaves_and_returns_mid_stream_keeps_two_workers_exact(

@@ -1,10 +1,16 @@
-"""How one partition's batch is cut before it is counted (no broker)."""
+"""How one partition's batch is cut before it is counted, and what a commit may cover (no broker)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from types import SimpleNamespace
 
-from streams.worker import offset_runs
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from streams.faust_transport import ContiguousConsumer
+from streams.worker import offset_runs, until_missing
 
 
 def batch(*offsets: int) -> list[SimpleNamespace]:
@@ -33,3 +39,59 @@ def test_a_repeated_offset_starts_a_new_run() -> None:
 
 def test_an_empty_batch_has_no_runs() -> None:
     assert offset_runs([]) == []
+
+
+def kept(events: list[SimpleNamespace]) -> list[int]:
+    return [event.message.offset for event in events]
+
+
+def test_records_in_order_are_all_counted_and_the_next_is_the_one_after() -> None:
+    events, expected, missing = until_missing(batch(5, 6, 7), 5)
+    assert (kept(events), expected, missing) == ([5, 6, 7], 8, False)
+
+
+def test_the_records_after_a_missing_one_wait_for_it() -> None:
+    # 307 was dropped between fetch and agent: 308 and later must not be counted before it
+    events, expected, missing = until_missing(batch(305, 306, 308, 309), 305)
+    assert (kept(events), expected, missing) == ([305, 306], 307, True)
+
+
+def test_a_record_missing_right_at_the_committed_offset_is_found() -> None:
+    events, expected, missing = until_missing(batch(12, 13), 11)
+    assert (kept(events), expected, missing) == ([], 11, True)
+
+
+def test_a_replay_after_a_seek_passes_and_does_not_move_the_next_offset_back() -> None:
+    events, expected, missing = until_missing(batch(10, 11, 12, 13, 11, 12, 13, 14), 10)
+    assert (kept(events), expected, missing) == ([10, 11, 12, 13, 11, 12, 13, 14], 15, False)
+
+
+def test_without_a_known_start_the_first_record_starts_the_run() -> None:
+    events, expected, missing = until_missing(batch(40, 41, 43), None)
+    assert (kept(events), expected, missing) == ([40, 41], 42, True)
+
+
+def consumer_with(committed: int | None, acked: list[int]) -> ContiguousConsumer:
+    """Just the bookkeeping Faust's `_new_offset` reads (no broker, no app)."""
+    tp = TP("raw", 0)
+    consumer = object.__new__(ContiguousConsumer)
+    consumer._acked = defaultdict(list, {tp: sorted(acked)})
+    consumer._acked_index = defaultdict(set, {tp: set(acked)})
+    consumer._committed_offset = defaultdict(lambda: None, {tp: committed})
+    consumer._gap = defaultdict(IntervalTree)
+    return consumer
+
+
+def test_a_commit_never_passes_the_record_at_the_committed_offset() -> None:
+    # Faust alone would commit 311 here: it lets the record at the committed offset (307) go unacked
+    assert consumer_with(307, [308, 309, 310])._new_offset(TP("raw", 0)) is None
+
+
+def test_a_commit_covers_every_record_acked_in_a_row_from_the_committed_offset() -> None:
+    assert consumer_with(307, [307, 308, 309, 311])._new_offset(TP("raw", 0)) == 310
+
+
+def test_a_jump_in_the_fetched_offsets_is_not_counted_as_acked() -> None:
+    consumer = consumer_with(100, [100])
+    asyncio.run(consumer._add_gap(TP("raw", 0), 101, 120))
+    assert not consumer._gap[TP("raw", 0)]
