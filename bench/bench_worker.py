@@ -233,9 +233,9 @@ class Worker:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, endpoint: str, /, **params: Any) -> Any:
         query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=30) as response:
+        with urllib.request.urlopen(f"{self.url}/api/v1/{endpoint}?{query}", timeout=30) as response:
             return json.load(response)
 
     def alive(self) -> None:

@@ -32,7 +32,6 @@ from streams.identity import PodMeta
 from streams.topics import TopicSettings
 
 BENCH_DIR = Path(__file__).resolve().parent
-MARKER_USER = "bench-marker"
 
 
 class ContenderFailed(RuntimeError):
@@ -372,32 +371,44 @@ MARKER_LOOKBACK_MS = 5000  # a marker counted later than this after it was logge
 @dataclass
 class WorkerLive:
     """Our worker on a live topic, and a thread that waits on its API's `/changes` (answered as soon as
-    a batch is counted) and then asks for the marker user's notebooks: two requests of resolution."""
+    a batch is counted) and then asks for the oldest awaited marker's notebook: two requests of
+    resolution. A marker found, it asks for the next one at once (one batch may hold several)."""
 
     worker: Worker
     markers: dict[str, float] = field(default_factory=dict)
     sent: dict[str, float] = field(default_factory=dict)
     stopped: threading.Event = field(default_factory=threading.Event)
 
+    def awaited(self) -> str | None:
+        """The oldest marker not seen yet that was logged within the lookback the query covers."""
+        since = time.perf_counter() - MARKER_LOOKBACK_MS / 1000
+        return next(
+            (path for path, at in list(self.sent.items()) if at > since and path not in self.markers), None
+        )
+
     def poll(self) -> None:
-        """Asks for the notebooks only while a marker is awaited: a reader asking after every batch
-        even when it expects nothing would take a share of the worker's loop from the counting."""
-        token = ""
+        """Asks only while a marker is awaited: a reader asking after every batch even when it expects
+        nothing would take a share of the worker's loop from the counting."""
+        token, found = "", False
         while not self.stopped.is_set():
-            now = int(time.time() * 1000)
             try:
-                token = self.worker.get("changes", after=token, wait_s=1)["token"]
-                if self.sent and all(path in self.markers for path in list(self.sent)):
+                if not found:
+                    token = self.worker.get("changes", after=token, wait_s=1)["token"]
+                path = self.awaited()
+                if path is None:
+                    found = False
                     continue
+                now = int(time.time() * 1000)
                 answer = self.worker.get(  # markers are logged now: their minute or the one before
-                    f"users/{MARKER_USER}", from_ms=now - MARKER_LOOKBACK_MS, to_ms=now + 1000
+                    "notebooks", path=path, from_ms=now - MARKER_LOOKBACK_MS, to_ms=now + 1000
                 )
             except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
                 self.stopped.wait(0.05)  # not answering yet (starting, or busy): ask again shortly
+                found = False
                 continue
-            arrived = time.perf_counter()
-            for notebook in answer["notebooks"]:
-                self.markers.setdefault(notebook["notebook"], arrived)
+            found = answer["found"]
+            if found:
+                self.markers.setdefault(path, time.perf_counter())
 
     def cpu_s(self) -> float:
         return process_cpu_seconds(self.worker.pid)

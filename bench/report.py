@@ -154,8 +154,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "`CellExecuteEvent` in a notebook of its own. Latency is from handing the marker to the sink until "
         "the contender's aggregates hold that notebook: a peer reports it on stdout the moment it has "
         "counted it; our worker is waited on through its API (`/changes`, answered as soon as a batch is "
-        "counted), then asked for the marker user's notebooks while a marker is awaited: two requests of "
-        f"resolution, on its side only. Measured for {config['duration_s']:.0f} s.",
+        "counted), then asked for the oldest awaited marker's notebook (`/notebooks?path=`; once found, at "
+        "once for the next one, as one batch may hold several): two requests of resolution, on its side "
+        f"only. Measured for {config['duration_s']:.0f} s.",
         "- **recovery**: a contender with its own consumer group and state reads the topic and is killed "
         "with SIGKILL once it has been consuming (a peer's first progress report, our worker's partitions "
         "assigned) for a third of its median throughput-run time; a new process with the same group and "

@@ -1,12 +1,13 @@
 """Adaptive batching for the agent: Faust's `Stream.take_events` with a wait that follows the load.
 
 `take_events(max_, within)` waits a fixed `within` for up to `max_` records. A short wait counts a quiet
-stream at once but makes a busy one run many small batches (each costs the agent's fixed work and an
-ack per record); a long wait does the reverse. Here the wait is `busy_s` after a batch that filled up
-to `max_` (the stream is behind: fill the next one too) and `quiet_s` after one the wait ended: under
-load every batch is full, on a stream the agent keeps up with a record waits `quiet_s` at most. The rest is Faust's code (faust-streaming
-0.15, `faust/streams.py`, BSD licence), with its acking: events are acked after the agent has
-processed their batch.
+stream sooner but makes a busy one run many small batches (each costs the agent's fixed work and an ack
+per record); a long wait does the reverse. Here a batch that filled up to `max_` (the stream is behind)
+is followed by one that waits up to `busy_s` to fill too; otherwise the next batch is what has already
+reached the stream: it is taken as soon as a record arrives and the stream's queue is empty, with no
+fixed wait. Records that come while a batch is processed queue up and form the next batch, so batches
+grow with the load by themselves. The rest is Faust's code (faust-streaming 0.15, `faust/streams.py`,
+BSD licence), with its acking: events are acked after the agent has processed their batch.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ from mode.utils.futures import notify
 
 
 async def take_adaptive(  # noqa: PLR0915 (Faust's take_events, kept whole)
-    stream: faust.StreamT[Any], max_: int, quiet_s: float, busy_s: float
+    stream: faust.StreamT[Any], max_: int, busy_s: float
 ) -> AsyncGenerator[Sequence[EventT], None]:
     s: Any = stream  # Faust's Stream internals, as its own take_events uses them
     buffer: list[Any] = []
     events: list[EventT] = []
     buffer_full = asyncio.Event()
+    buffer_started = asyncio.Event()
     buffer_consumed = asyncio.Event()
     buffer_consuming: asyncio.Future[None] | None = None
-    timeout = quiet_s
+    busy = False
     stream_enable_acks: bool = s.enable_acks
     channel_it = aiter(s.channel)
 
@@ -43,6 +45,7 @@ async def take_adaptive(  # noqa: PLR0915 (Faust's take_events, kept whole)
                 finally:
                     buffer_consuming = None
             buffer.append(value)
+            buffer_started.set()
             event = s.current_event
             if event is None:
                 raise RuntimeError("Take buffer found current_event is None")
@@ -63,11 +66,17 @@ async def take_adaptive(  # noqa: PLR0915 (Faust's take_events, kept whole)
     s._enable_passive(channel_it)
     try:
         while not s.should_stop:
-            await s.wait_for_stopped(buffer_full, timeout=timeout)
+            if busy:
+                await s.wait_for_stopped(buffer_full, timeout=busy_s)
+            else:
+                await s.wait_for_stopped(buffer_started)
+                # the stream moves one queued record per loop turn; no event tells when its queue is empty
+                while not (buffer_full.is_set() or s.channel.empty() or s.should_stop):  # noqa: ASYNC110
+                    await asyncio.sleep(0)
             if not buffer:
                 continue
             buffer_consuming = s.loop.create_future()
-            timeout = busy_s if buffer_full.is_set() else quiet_s
+            busy = buffer_full.is_set()
             try:
                 yield list(events)
             finally:
@@ -77,6 +86,7 @@ async def take_adaptive(  # noqa: PLR0915 (Faust's take_events, kept whole)
                 events.clear()
                 notify(buffer_consuming)
                 buffer_full.clear()
+                buffer_started.clear()
                 buffer_consumed.set()
     finally:
         s.enable_acks = stream_enable_acks

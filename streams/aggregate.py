@@ -89,6 +89,9 @@ def split_notebook_key(key: str) -> tuple[str, str]:
     return user, path
 
 
+PART_FIELDS = ("events", "users", "sessions", "notebooks", "errors")
+
+
 def empty_part() -> Part:
     """Executions, failures and edits are not kept apart: they are `events[EXECUTE]`, the sum of
     `errors` and `events[EDIT]`."""
@@ -207,6 +210,41 @@ def merge_into(total: Window, window: Window) -> Window:
     total["skew"][1] += window["skew"][1]
     total["skew"][2] = max(total["skew"][2], window["skew"][2])
     return total
+
+
+def entity_share(window: Window, user: str | None = None, notebook: str | None = None) -> Window:
+    """The part of a window that a user's or a notebook's page reads: the notebooks of that user and/or
+    path, and the user's row and sessions, in each namespace that has them (the namespaces' event and
+    error totals left empty). Such a query merges only this, however many users the window holds.
+    Read only: `window` is not changed."""
+    parts = window.get("namespaces", {})
+    if "events" in window:  # stored before namespaces were counted: its numbers are at the top
+        parts = {**parts, UNKNOWN_NAMESPACE: window}
+    owner_prefix = None if user is None else user + NOTEBOOK_KEY_SEPARATOR
+    path_suffix = None if notebook is None else NOTEBOOK_KEY_SEPARATOR + notebook
+    shares = {}
+    for namespace, part in parts.items():
+        row = None if user is None else part["users"].get(user)
+        if user is not None and row is None:
+            continue
+        notebooks = {
+            key: stats
+            for key, stats in part["notebooks"].items()
+            if (owner_prefix is None or key.startswith(owner_prefix))
+            and (path_suffix is None or key.endswith(path_suffix))
+        }
+        if row is None and not notebooks:
+            continue
+        shares[namespace] = {
+            "events": {},
+            "users": {} if row is None else {user: row},
+            "sessions": {} if row is None else {s: o for s, o in part["sessions"].items() if o == user},
+            "notebooks": notebooks,
+            "errors": {},
+        }
+    share = {field: value for field, value in window.items() if field not in PART_FIELDS}
+    share["namespaces"] = shares
+    return share
 
 
 def select(window: Window, namespace: str | None = None) -> Part:

@@ -156,8 +156,10 @@ class ReadApi:
     def local_partitions(self) -> list[int]:
         return self.pipeline.local_partitions()
 
-    def local_windows(self, resolution: str, starts: Sequence[int]) -> dict[int, Window]:
-        return self.pipeline.local_windows(resolution, starts)
+    def local_windows(
+        self, resolution: str, starts: Sequence[int], user: str | None = None, notebook: str | None = None
+    ) -> dict[int, Window]:
+        return self.pipeline.local_windows(resolution, starts, user, notebook)
 
     async def local_health(self) -> dict[str, Any]:
         consumer = self.app.consumer
@@ -238,20 +240,27 @@ class ReadApi:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def cluster_windows(self, span: TimeRange) -> dict[int, Window]:
-        """Merged windows of the whole cluster for the span."""
-        merged = self.local_windows(span.resolution, span.starts())
-        params = span.query()
+    async def cluster_windows(
+        self, span: TimeRange, user: str | None = None, notebook: str | None = None
+    ) -> dict[int, Window]:
+        """Merged windows of the whole cluster for the span; with `user` or `notebook` (a path), only
+        their share of them."""
+        merged = self.local_windows(span.resolution, span.starts(), user, notebook)
+        entity = {"user": user, "notebook": notebook}
+        params = span.query() | {name: value for name, value in entity.items() if value is not None}
         remote = await asyncio.gather(*(self._fetch(url, "windows", params) for url in self.workers()))
         for answer in remote:
             for start, window in (answer or {}).get("windows", {}).items():
                 merge_into(merged.setdefault(int(start), empty_window()), window)
         return dict(sorted(merged.items()))
 
-    async def with_previous(self, span: TimeRange) -> tuple[dict[int, Window], dict[int, Window]]:
-        """The span's windows and those of the period of the same length before it, fetched together."""
+    async def with_previous(
+        self, span: TimeRange, user: str | None = None, notebook: str | None = None
+    ) -> tuple[dict[int, Window], dict[int, Window]]:
+        """The span's windows and those of the period of the same length before it, fetched together
+        (with `user` or `notebook`: their share, as `cluster_windows`)."""
         current, previous = await asyncio.gather(
-            self.cluster_windows(span), self.cluster_windows(span.previous())
+            self.cluster_windows(span, user, notebook), self.cluster_windows(span.previous(), user, notebook)
         )
         return current, previous
 
@@ -510,8 +519,8 @@ def register_api(app: faust.App, pipeline: LocalState, token: str | None) -> Non
         return view
 
     async def local_windows(request: Request) -> Any:
-        span = await api.span(request)
-        windows = api.local_windows(span.resolution, span.starts())
+        span, query = await api.span(request), request.query  # user, notebook: as cluster_windows sends
+        windows = api.local_windows(span.resolution, span.starts(), query.get("user"), query.get("notebook"))
         return {"windows": {str(start): window for start, window in windows.items()}}
 
     async def local_health(request: Request) -> Any:
@@ -550,14 +559,14 @@ def register_api(app: faust.App, pipeline: LocalState, token: str | None) -> Non
 
     async def get_user(request: Request, user: str) -> Any:
         span = await api.span(request)
-        return user_detail(span, *await api.with_previous(span), user, _namespace(request))
+        return user_detail(span, *await api.with_previous(span, user), user, _namespace(request))
 
     async def get_notebook(request: Request) -> Any:
         span = await api.span(request)
         path = request.query.get("path")
         if not path:
             raise BadRequest("path is required")
-        return notebook_detail(span, *await api.with_previous(span), path, _namespace(request))
+        return notebook_detail(span, *await api.with_previous(span, notebook=path), path, _namespace(request))
 
     async def get_health(request: Request) -> Any:
         now = int(time.time() * 1000)

@@ -3,8 +3,9 @@
 Throughput: the agent takes batches (`take_events`), decodes envelopes with orjson and runs the same
 `LineParser` as `pioneer-telemetry parse`. Each batch folds its events into the windows they touch, kept
 decoded in memory (`TableCache`) and written to the tables (and changelogs) once per commit, so writes
-grow with windows and commits, not with events or batches. Batches are short when the stream is quiet
-(`batch_within_s`): an event is counted milliseconds after it arrives.
+grow with windows and commits, not with events or batches. A batch is what has arrived when the stream
+is quiet, and full batches only under load (`adaptive_take`): an event is counted milliseconds after it
+arrives.
 
 Tables are partitioned like the raw topic (by pod): a window key is `<partition>|<window start>`, each
 source partition keeps its own partial, and the read API merges partials from every worker. Faust
@@ -52,6 +53,7 @@ from streams.aggregate import (
     Window,
     add_event,
     empty_window,
+    entity_share,
     event_time,
     merge_into,
 )
@@ -92,9 +94,8 @@ class WorkerSettings(ComponentSettings):
     day_retention_days: float = 400.0
     day_time_zone: str = "UTC"  # where a day window starts and ends (an IANA zone, e.g. Europe/Berlin)
     batch_size: int = 1000  # raw records per agent batch; our collector puts up to 100 lines in each
-    # how long a batch waits for more records (streams.adaptive_take): after a small batch briefly, so a
-    # quiet stream is counted at once; after a large one longer, so a busy stream runs full batches
-    batch_within_s: float = 0.005
+    # after a full batch, how long the next one waits to fill up too (streams.adaptive_take): a busy
+    # stream runs full batches; after one that was not full, a batch is what has arrived, taken at once
     batch_busy_within_s: float = 0.2
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0  # how soon the group notices a crashed worker and hands its partitions on
@@ -287,15 +288,20 @@ class Pipeline:
         highwater = consumer.highwater(TP(self.raw_topic_name, partition))
         return None if highwater is None else max(highwater - state.last_offset - 1, 0)
 
-    def local_windows(self, resolution: str, starts: Sequence[int]) -> dict[int, Window]:
-        """This worker's partials of the windows starting at `starts`, merged per start."""
+    def local_windows(
+        self, resolution: str, starts: Sequence[int], user: str | None = None, notebook: str | None = None
+    ) -> dict[int, Window]:
+        """This worker's partials of the windows starting at `starts`, merged per start; with `user`
+        or `notebook`, only their share of them (`aggregate.entity_share`)."""
+        entity = user is not None or notebook is not None
         name, get = f"{resolution}s", self.cache.get
         windows: dict[int, Window] = {}
         for partition in self.local_partitions():
             for start in starts:
                 stored = get(name, window_key(partition, start))
                 if stored is not None:
-                    merge_into(windows.setdefault(start, empty_window()), stored)
+                    part = entity_share(stored, user, notebook) if entity else stored
+                    merge_into(windows.setdefault(start, empty_window()), part)
         return windows
 
     async def process(self, events: list[EventT]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.aggregate import add_event, empty_window, merge_into, summary
+from streams.aggregate import add_event, empty_window, entity_share, merge_into, summary
 from streams.api import TimeRange, namespaces, notebook_detail, user_detail
 from streams.schema import PioneerEvent, SourcePosition
 from tests.helpers import WorkerProcess
@@ -104,6 +104,51 @@ def test_windows_stored_before_namespaces_are_still_read_and_updated() -> None:
     merged = merge_into(empty_window(), orjson.loads(orjson.dumps(updated)))
     assert (summary(merged)["events"], summary(merged, "dev")["events"], summary(merged)["late"]) == (4, 1, 1)
     assert summary(merged)["active_notebooks"] == 1
+
+
+def test_a_user_or_notebook_page_from_their_share_equals_the_page_from_whole_windows() -> None:
+    """The API merges only a user's or a notebook's share of each stored window (`entity_share`): their
+    pages must not change, in any namespace, old windows included, and the stored windows stay as they were."""
+    partitions = [
+        stored(
+            event("CellEditEvent", "alice", "dev"),
+            event("CellExecuteEvent", "alice", "dev", success=False, error="NameError"),
+            event("CellExecuteEvent", "bob", "research", path="b.ipynb", session="s2", success=True),
+        ),
+        stored(
+            event("NotebookSaveEvent", "alice", "research", path="b.ipynb", session="s3"),
+            event("CellEditEvent", "bob", "dev", path="a.ipynb", session="s4"),
+            event("CellAddEvent", "carol", None, path="c.ipynb", session="s5"),
+        ),
+        orjson.loads(orjson.dumps(OLD_WINDOW)),
+    ]
+    before = orjson.dumps(partitions)
+    span = TimeRange(T0, T0 + 2 * MINUTE, "minute")
+
+    def windows(share: Any = lambda window: window) -> dict[int, Any]:
+        current = empty_window()
+        for window in partitions:
+            merge_into(current, share(window))
+        return {T0: current, T0 + MINUTE: merge_into(empty_window(), share(partitions[0]))}
+
+    pages = 0
+    for namespace in (None, "dev", "research", ""):
+        for user in ("alice", "bob", "carol", "zoe", "nobody"):
+            whole = user_detail(span, windows(), windows(), user, namespace)
+            shared = windows(lambda window, user=user: entity_share(window, user=user))
+            assert user_detail(span, shared, shared, user, namespace) == whole, (user, namespace)
+            pages += whole["found"]
+        for path in ("a.ipynb", "b.ipynb", "c.ipynb", "old.ipynb", "none.ipynb"):
+            whole = notebook_detail(span, windows(), windows(), path, namespace)
+            shared = windows(lambda window, path=path: entity_share(window, notebook=path))
+            assert notebook_detail(span, shared, shared, path, namespace) == whole, (path, namespace)
+            pages += whole["found"]
+    assert pages > 10  # most of the pages asked for have numbers: the comparison compares something
+    alice, b = entity_share(partitions[0], user="alice"), entity_share(partitions[1], notebook="b.ipynb")
+    assert {user for part in alice["namespaces"].values() for user in part["users"]} == {"alice"}
+    assert {key for part in alice["namespaces"].values() for key in part["notebooks"]} == {"alice\x1fa.ipynb"}
+    assert {key for part in b["namespaces"].values() for key in part["notebooks"]} == {"alice\x1fb.ipynb"}
+    assert orjson.dumps(partitions) == before
 
 
 # -- against a real worker ---------------------------------------------------------------------------
