@@ -89,7 +89,6 @@ def create_app(
     async def forget_revoked(sender: faust.App, revoked: set[TP], **kwargs: object) -> None:
         """Faust flushed (so wrote the cache) before it committed; what is left was not committed."""
         pipeline.forget_partitions({tp.partition for tp in revoked if tp.topic == topics.raw})
-        pipeline.cache.forget_reads()
 
     @app.on_rebalance_complete.connect
     async def forget_reads(sender: faust.App, **kwargs: object) -> None:

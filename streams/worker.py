@@ -329,8 +329,7 @@ class Pipeline:
         fetched again from it."""
         expected = self.next_offset.get(partition)
         if expected is None:
-            consumer = cast(ContiguousConsumer, self.app.consumer)  # streams.app: use_worker_transport
-            expected = consumer.committed_offset(TP(self.raw_topic_name, partition))
+            expected = self.consumer.committed_offset(TP(self.raw_topic_name, partition))
         events, expected, missing = until_missing(events, expected)
         if expected is None:
             return events
@@ -357,13 +356,17 @@ class Pipeline:
         log.warning(
             "partition %d: record %d never reached the agent; fetching again from it", partition, offset
         )
-        consumer = cast(ContiguousConsumer, self.app.consumer)
-        await consumer.reread(TP(self.raw_topic_name, partition), offset)
+        await self.consumer.reread(TP(self.raw_topic_name, partition), offset)
+
+    @property
+    def consumer(self) -> ContiguousConsumer:
+        return cast(ContiguousConsumer, self.app.consumer)  # streams.app: use_worker_transport
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """Partitions revoked: what was pending for them is not committed, and their next owner (this
         worker too, after the rebalance) resumes from the committed offset."""
         self.cache.forget(partitions)
+        self.cache.forget_reads()  # a partition that comes back is recovered into the store underneath
         for partition in partitions:
             self.next_offset.pop(partition, None)
             self.rereading.pop(partition, None)
