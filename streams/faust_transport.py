@@ -10,6 +10,7 @@ record survives losing the partition's leader.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -36,6 +37,22 @@ class IdempotentProducer(faust_aiokafka.Producer):
         await super().flush()
 
 
+class ReadOffsets(defaultdict[TP, int | None]):
+    """Faust's read offsets (`Consumer._read_offset`, the last offset its fetch loop handed on per
+    partition), below which that loop drops a fetched record. A seek sets it back; records fetched before
+    the seek and handed on after it would raise it again, and the records fetched again would all be
+    dropped (seen: a restarted worker waited 10 s for a partition read again). While a partition is read
+    again (`ContiguousConsumer.reread`), its read offset is therefore no higher than where that started."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda: None)
+        self.floors: dict[TP, int] = {}
+
+    def __getitem__(self, tp: TP) -> int | None:
+        offset, floor = super().__getitem__(tp), self.floors.get(tp)
+        return offset if offset is None or floor is None else min(offset, floor)
+
+
 class ContiguousConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, committing an offset only once every record before it was acked.
 
@@ -45,6 +62,12 @@ class ContiguousConsumer(faust_aiokafka.Consumer):
     before the agent sees it (its queues are cleared when the flow resumes after a rebalance): such a
     record was then committed unprocessed, and its events were lost. The raw topic is neither compacted
     nor transactional, so its offsets have no gaps to fill."""
+
+    _read_offset: ReadOffsets
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = ReadOffsets()
 
     def _new_offset(self, tp: TP) -> int | None:
         acked, committed = self._acked[tp], self._committed_offset[tp]
@@ -60,8 +83,14 @@ class ContiguousConsumer(faust_aiokafka.Consumer):
         return self._committed_offset.get(tp)
 
     async def reread(self, tp: TP, offset: int) -> None:
-        """Fetch `tp` again from `offset`, on the consumer's thread as Faust's own seeks run."""
+        """Fetch `tp` again from `offset`, on the consumer's thread as Faust's own seeks run; until
+        `reread_arrived`, Faust hands on every record from `offset` (`ReadOffsets`)."""
+        self._read_offset.floors[tp] = offset
         await self._thread.seek_wait({tp: offset})
+
+    def reread_arrived(self, tp: TP) -> None:
+        """The record `reread` asked for reached the agent (or the partition is no longer ours)."""
+        self._read_offset.floors.pop(tp, None)
 
 
 class IdempotentTransport(faust_aiokafka.Transport):

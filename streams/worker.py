@@ -337,6 +337,7 @@ class Pipeline:
         asked = self.rereading.get(partition)
         if asked is not None and expected > asked[0]:  # it came
             del self.rereading[partition]
+            self.consumer.reread_arrived(TP(self.raw_topic_name, partition))
             asked = None
         if missing and asked is None:  # else asked for already: these were fetched before the seek
             await self._reread(partition, expected)
@@ -369,7 +370,8 @@ class Pipeline:
         self.cache.forget_reads()  # a partition that comes back is recovered into the store underneath
         for partition in partitions:
             self.next_offset.pop(partition, None)
-            self.rereading.pop(partition, None)
+            if self.rereading.pop(partition, None) is not None:
+                self.consumer.reread_arrived(TP(self.raw_topic_name, partition))
 
     async def before_commit(self) -> None:
         """Run by the producer's flush, which Faust runs right before committing offsets: what the
