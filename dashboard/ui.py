@@ -183,16 +183,20 @@ def open_page(page: Path, **params: str) -> None:
 
 
 def follow_open_page() -> None:
-    """The page switch `open_page` asked for, before the filters' widgets run. A switch after a
-    fragment's rerun leaves out of the URL the filters chosen since the page loaded (Streamlit 1.67),
-    unless they are set again before their widgets run."""
-    target = st.session_state.pop("_open_page", None)
+    """The page switch `open_page` asked for, before the filters' widgets run; and on the page switched
+    to, the filters set again before their widgets run. Streamlit (1.67) writes a bound widget's value
+    back into the URL after a switch only when it was set in the same run that registers the widget:
+    without that, the filters stay in force but drop out of the URL, now and then."""
+    state = st.session_state
+    if state.pop("_switched", False):
+        for key in FILTER_KEYS:
+            if key in state:
+                state[key] = state[key]
+    target = state.pop("_open_page", None)
     if target is None:
         return
-    for key in FILTER_KEYS:
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
     page, params = target
+    state["_switched"] = True
     st.switch_page(page, query_params=params)
 
 

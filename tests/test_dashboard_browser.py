@@ -132,6 +132,13 @@ def fit_and_shoot(page: Any, path: Path) -> None:
     page.screenshot(path=str(path))
 
 
+def show_failure(page: Any, tmp_path: Path) -> None:
+    """What the page showed when a step failed, and the dashboard's log: printed for the test report."""
+    page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+    print(f"page at {page.url}:\n{page.inner_text('body')[:4000]}")
+    print(f"dashboard log (end):\n{(tmp_path / 'dashboard.log').read_text(errors='replace')[-4000:]}")
+
+
 def choose_namespace(page: Any, namespace: str) -> None:
     """Pick a namespace in the sidebar's filter, as a user does; the URL follows."""
     page.get_by_test_id("stSelectbox").filter(has_text="Namespace").click()
@@ -207,6 +214,9 @@ def test_the_dashboard_in_a_browser(
             expect(page.get_by_role("heading", name="Notebooks")).to_be_visible()
             time.sleep(2)
             fit_and_shoot(page, shots / "user.png")
+        except Exception:
+            show_failure(page, tmp_path)
+            raise
         finally:
             browser.close()
     assert (shots / "overview.png").stat().st_size > 50_000
