@@ -76,6 +76,7 @@ class Recovery:
     problems: list[str]
     killed_at: int | None = None  # events it had reported when it was killed
     seconds: float | None = None  # restart (spawn) -> caught up again with the right answer
+    resumed_s: float | None = None  # restart (spawn) -> consuming again (as for "ready -> first record")
 
 
 class Live(Protocol):
@@ -326,6 +327,7 @@ class Peer:
         second.start()
         try:
             second.expect("ready", 120)
+            resumed = second.expect("progress", workload.timeout_s())  # sent at its first record
             done = second.expect("caught_up", workload.timeout_s())
             result = second.expect("result", 120).body["result"]
         except ContenderFailed as failure:
@@ -333,7 +335,9 @@ class Peer:
         finally:
             second.stop()
         problems = differences(result, workload.expected)
-        return Recovery(problems, killed_at, None if problems else done.arrived - second.spawned)
+        if problems:
+            return Recovery(problems, killed_at)
+        return Recovery([], killed_at, done.arrived - second.spawned, resumed.arrived - second.spawned)
 
 
 # -- our worker -------------------------------------------------------------------------------------
@@ -496,13 +500,17 @@ class OurWorker:
         restarted = time.perf_counter()
         worker.start()  # the same app id, data dir and port
         try:
+            self._until_assigned(worker, workload)
+            resumed = time.perf_counter()
             done = self._until_caught_up(worker, workload)
             problems = differences(worker_result(worker, workload.truth), workload.expected)
         except WorkerFailed as failure:
             return Recovery([f"after the restart: {str(failure).splitlines()[0]}"])
         finally:
             worker.stop()
-        return Recovery(problems, None, None if problems else done - restarted)
+        if problems:
+            return Recovery(problems)
+        return Recovery([], None, done - restarted, resumed - restarted)
 
 
 def contenders() -> list[Contender]:

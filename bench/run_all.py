@@ -8,7 +8,7 @@ aiokafka loop (the practical ceiling) and the parse-only limit, plus the collect
 3. Throughput, `--repeat` times, contenders in turn: a fresh process each, on that topic, timed from
    ready to caught up; its answer compared with the truth first (see `contenders.py`).
 4. Latency at `--rate` events/s on a fresh topic per contender (see `livefeed.py`), one run each.
-5. Recovery after kill -9 while consuming, one run each.
+5. Recovery after kill -9 while consuming, `--repeat` times, each from a fresh group and state.
 6. The report: `bench/results/<UTC time>.json` (or `--json-out`) and `docs/benchmarks.md` (or
    `--markdown-out`). Exit status 1 if any answer was wrong.
 
@@ -186,18 +186,36 @@ def latency(contender: Contender, workload: Workload, feed: LiveFeed, args: argp
     return result
 
 
-def recovery(contender: Contender, workload: Workload, runs: list[Run]) -> Recovery:
-    """Killed once consuming for a third of the time its throughput runs took."""
+def recovery(contender: Contender, workload: Workload, runs: list[Run], repeat: int) -> list[Recovery]:
+    """Killed once consuming for a third of the time its throughput runs took; `repeat` times, each from
+    a fresh consumer group and state (one run varies by how much work the kill left uncommitted)."""
     walls = [r.wall_s for r in runs if r.wall_s is not None]
     if not walls:
-        return Recovery(["no correct throughput run to time the kill by"])
+        return [Recovery(["no correct throughput run to time the kill by"])]
     kill_after_s = statistics.median(walls) * KILL_AT
-    result = attempt(contender.name, lambda: contender.recovery(workload, kill_after_s), Recovery)
-    killed_at = "?" if result.killed_at is None else f"{result.killed_at:,}"
-    say(f"  {contender.name}: killed {kill_after_s:.1f} s into consuming, at {killed_at} events counted; "
-        + (f"caught up {result.seconds:.1f} s after the restart" if result.seconds is not None
-           else f"FAILED: {result.problems}"))  # fmt: skip
-    return result
+    results = []
+    for _ in range(repeat):
+        result = attempt(contender.name, lambda: contender.recovery(workload, kill_after_s), Recovery)
+        killed_at = "?" if result.killed_at is None else f"{result.killed_at:,}"
+        say(f"  {contender.name}: killed {kill_after_s:.1f} s into consuming, at {killed_at} events counted; "
+            + (f"consuming again {result.resumed_s:.1f} s and caught up {result.seconds:.1f} s after the "
+               "restart" if result.seconds is not None and result.resumed_s is not None
+               else f"FAILED: {result.problems}"))  # fmt: skip
+        results.append(result)
+    return results
+
+
+def recovery_figures(recoveries: list[Recovery]) -> dict[str, Any]:
+    """Every run's problems; the times only when every run got the answer right."""
+    problems = [problem for r in recoveries for problem in r.problems]
+    return {
+        "problems": problems,
+        "runs": [asdict(r) for r in recoveries],
+        "seconds": None if problems else summary([r.seconds for r in recoveries if r.seconds is not None]),
+        "resumed_s": None
+        if problems
+        else summary([r.resumed_s for r in recoveries if r.resumed_s is not None]),
+    }
 
 
 def figures(
@@ -207,7 +225,7 @@ def figures(
     runs: list[Run],
     ours: list[Run],
     latency_run: LatencyRun | None,
-    recovery_run: Recovery | None,
+    recovery_runs: list[Recovery] | None,
 ) -> dict[str, Any]:
     good = [r for r in runs if not r.problems]
     # ours events/s over this one's, within each repeat: the inverse ratio of their wall times
@@ -236,7 +254,7 @@ def figures(
             "offered_per_s": latency_run.offered_per_s,
             "cpu_per_wall": latency_run.cpu_per_wall,
         },
-        "recovery": None if recovery_run is None else asdict(recovery_run),
+        "recovery": None if recovery_runs is None else recovery_figures(recovery_runs),
     }
 
 
@@ -289,10 +307,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             say(f"latency at {args.rate:,.0f} events/s:")
             feed = LiveFeed(latency_pool(workload), PARTITIONS)
             latencies = {c.name: latency(c, workload, feed, args) for c in on_kafka}
-        recoveries: dict[str, Recovery] = {}
+        recoveries: dict[str, list[Recovery]] = {}
         if not args.skip_recovery:
             say("recovery after kill -9:")
-            recoveries = {c.name: recovery(c, workload, runs[c.name]) for c in on_kafka}
+            recoveries = {c.name: recovery(c, workload, runs[c.name], args.repeat) for c in on_kafka}
     return {
         "date": date.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "mode": args.mode,
@@ -320,7 +338,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 runs=runs[c.name],
                 ours=runs["ours"],
                 latency_run=latencies.get(c.name),
-                recovery_run=recoveries.get(c.name),
+                recovery_runs=recoveries.get(c.name),
             )
             for c in everyone
         },
