@@ -187,8 +187,8 @@ def latency(contender: Contender, workload: Workload, feed: LiveFeed, args: argp
 
 
 def recovery(contender: Contender, workload: Workload, runs: list[Run], repeat: int) -> list[Recovery]:
-    """Killed once consuming for a third of the time its throughput runs took; `repeat` times, each from
-    a fresh consumer group and state (one run varies by how much work the kill left uncommitted)."""
+    """Killed once consuming for a third of the time its throughput runs took; `repeat` times (until one
+    fails), each from a fresh consumer group and state."""
     walls = [r.wall_s for r in runs if r.wall_s is not None]
     if not walls:
         return [Recovery(["no correct throughput run to time the kill by"])]
@@ -202,6 +202,8 @@ def recovery(contender: Contender, workload: Workload, runs: list[Run], repeat: 
                "restart" if result.seconds is not None and result.resumed_s is not None
                else f"FAILED: {result.problems}"))  # fmt: skip
         results.append(result)
+        if result.problems:  # a wrong answer is FAILED whatever the other runs say
+            break
     return results
 
 
