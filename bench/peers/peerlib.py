@@ -17,6 +17,7 @@ from /proc first), then exits.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from simulator.truth import iso_utc
 from streams.aggregate import MINUTE_MS, event_time, window_start
@@ -89,7 +91,15 @@ async def committed_offsets(args: PeerArgs) -> list[int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(args.group)
+        deadline = time.monotonic() + 30
+        while True:  # a fresh broker has no coordinator until its offsets topic exists
+            try:
+                offsets = await admin.list_consumer_group_offsets(args.group)
+                break
+            except GroupCoordinatorNotAvailableError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await admin.close()
     partitions = [TopicPartition(args.topic, p) for p in range(args.partitions)]
