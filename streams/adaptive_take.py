@@ -2,11 +2,16 @@
 
 `take_events(max_, within)` waits a fixed `within` for up to `max_` records. A short wait counts a quiet
 stream sooner but makes a busy one run many small batches (each costs the agent's fixed work and an ack
-per record); a long wait does the reverse. Here a batch that filled up to `max_` (the stream is behind)
-is followed by one that waits up to `busy_s` to fill too; otherwise the next batch is what has already
-reached the stream: it is taken as soon as a record arrives and the stream's queue is empty, with no
+per record); a long wait does the reverse. Here a batch that filled up (the stream is behind) is followed
+by one that waits up to `busy_s` to fill too; otherwise the next batch is what has already reached the
+stream: it is taken as soon as a record arrives and the stream's queue is empty, with no
 fixed wait. Records that come while a batch is processed queue up and form the next batch, so batches
-grow with the load by themselves. The rest is Faust's code (faust-streaming 0.15, `faust/streams.py`,
+grow with the load by themselves.
+
+A batch is full at `max_records` records or `max_bytes` of record values, whichever comes first: the
+work is in the lines, and a record holds one line (Fluent Bit) or up to a hundred (our collector). The
+agent holds the event loop for a whole batch, so the byte bound is what keeps the read API and the
+offset commits from waiting long behind a busy agent. The rest is Faust's code (faust-streaming 0.15, `faust/streams.py`,
 BSD licence), with its acking: events are acked after the agent has processed their batch.
 """
 
@@ -23,10 +28,11 @@ from mode.utils.futures import notify
 
 
 async def take_adaptive(  # noqa: PLR0915 (Faust's take_events, kept whole)
-    stream: faust.StreamT[Any], max_: int, busy_s: float
+    stream: faust.StreamT[Any], max_records: int, max_bytes: int, busy_s: float
 ) -> AsyncGenerator[Sequence[EventT], None]:
     s: Any = stream  # Faust's Stream internals, as its own take_events uses them
     buffer: list[Any] = []
+    buffered_bytes = 0
     events: list[EventT] = []
     buffer_full = asyncio.Event()
     buffer_started = asyncio.Event()
@@ -37,7 +43,7 @@ async def take_adaptive(  # noqa: PLR0915 (Faust's take_events, kept whole)
     channel_it = aiter(s.channel)
 
     async def add_to_buffer(value: Any) -> Any:
-        nonlocal buffer_consuming
+        nonlocal buffer_consuming, buffered_bytes
         try:
             if buffer_consuming is not None:
                 try:
@@ -45,12 +51,13 @@ async def take_adaptive(  # noqa: PLR0915 (Faust's take_events, kept whole)
                 finally:
                     buffer_consuming = None
             buffer.append(value)
+            buffered_bytes += len(value) if isinstance(value, bytes) else 0
             buffer_started.set()
             event = s.current_event
             if event is None:
                 raise RuntimeError("Take buffer found current_event is None")
             events.append(event)
-            if len(buffer) >= max_:
+            if len(buffer) >= max_records or buffered_bytes >= max_bytes:
                 buffer_full.set()
                 buffer_consumed.clear()
                 await s.wait(buffer_consumed)
@@ -81,6 +88,7 @@ async def take_adaptive(  # noqa: PLR0915 (Faust's take_events, kept whole)
                 yield list(events)
             finally:
                 buffer.clear()
+                buffered_bytes = 0
                 for event in events:
                     await s.ack(event)
                 events.clear()

@@ -116,7 +116,9 @@ def create_app(
 
     @app.agent(raw, name="pioneer-aggregate")
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
-        batches = take_adaptive(stream, settings.batch_size, settings.batch_busy_within_s)
+        batches = take_adaptive(
+            stream, settings.batch_size, settings.batch_max_bytes, settings.batch_busy_within_s
+        )
         async for events in batches:
             try:
                 await pipeline.process(list(events))
