@@ -92,6 +92,27 @@ def create_topics(bootstrap: str, prefix: str, partitions: int = 8) -> TopicSett
     return topics
 
 
+def drop_topics_except(bootstrap: str, keep: set[str]) -> list[str]:
+    """Delete every topic but `keep` and Kafka's own (`__consumer_offsets`); returns what went.
+
+    A contender's changelogs are compacted by the broker's log cleaner after it has finished: plain
+    Faust's come to 1.2 million records a run, and cleaning them took a core from whoever ran next
+    (our worker's throughput fell by a third after it, its restarts took a second longer)."""
+
+    async def drop() -> list[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            gone = sorted(t for t in await admin.list_topics() if t not in keep and not t.startswith("__"))
+            if gone:
+                await admin.delete_topics(gone)
+            return gone
+        finally:
+            await admin.close()
+
+    return asyncio.run(drop())
+
+
 def collector_producer(bootstrap: str, compression: str = "zstd", linger_ms: int = 50) -> AIOKafkaProducer:
     """A producer configured like the collector's (`collector.service.start_producer`)."""
     return AIOKafkaProducer(

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench_collector import measure_collector
-from benchlib import SIM_START, create_topics, load_average, private_broker, read_topic
+from benchlib import SIM_START, create_topics, drop_topics_except, load_average, private_broker, read_topic
 from contenders import Contender, Recovery, Run, Workload, contenders, expected_result
 from livefeed import LatencyRun, LiveFeed
 from report import machine_facts, markdown
@@ -155,8 +155,16 @@ def latency_pool(workload: Workload) -> list[tuple[dict[str, Any], str]]:
 # -- the contenders ---------------------------------------------------------------------------------
 
 
+def tidy(workload: Workload) -> None:
+    """After each contender's run: its topics go, so the next one meets a broker with nothing to
+    compact but the workload (`benchlib.drop_topics_except`)."""
+    topics = workload.topics
+    drop_topics_except(workload.bootstrap, {topics.raw, topics.events, topics.deadletter, topics.aggregates})
+
+
 def throughput(contender: Contender, workload: Workload, tag: str) -> Run:
     run_ = attempt(contender.name, lambda: contender.throughput(workload, tag), Run)
+    tidy(workload)
     if run_.problems:
         say(f"  {contender.name} {tag}: FAILED: {run_.problems}")
     else:
@@ -178,6 +186,7 @@ def latency(contender: Contender, workload: Workload, feed: LiveFeed, args: argp
             )  # fmt: skip
 
     result = attempt(contender.name, measure, lambda problems: LatencyRun(problems, [], 0.0, 0.0))
+    tidy(workload)
     if result.latencies_ms:
         say(f"  {contender.name}: p50 {result.percentile(50):.0f} ms, p99 {result.percentile(99):.0f} ms "
             f"at {result.offered_per_s:,.0f} events/s {result.problems or ''}")  # fmt: skip
@@ -196,6 +205,7 @@ def recovery(contender: Contender, workload: Workload, runs: list[Run], repeat: 
     results = []
     for _ in range(repeat):
         result = attempt(contender.name, lambda: contender.recovery(workload, kill_after_s), Recovery)
+        tidy(workload)
         killed_at = "?" if result.killed_at is None else f"{result.killed_at:,}"
         say(f"  {contender.name}: killed {kill_after_s:.1f} s into consuming, at {killed_at} events counted; "
             + (f"consuming again {result.resumed_s:.1f} s and caught up {result.seconds:.1f} s after the "
