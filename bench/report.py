@@ -114,9 +114,11 @@ def markdown(report: dict[str, Any], command: str) -> str:
         )
         + ".",
         "",
-        f"Throughput figures: median of {config['repeat']} runs, (min–max) when they differ; each ratio is "
-        "computed within one repeat, so both sides saw the same machine load. Latency and recovery: one run "
-        f"each. Load average (1/5/15 min): {report['load_average']['before']} before, "
+        f"Throughput and recovery figures: median of {config['repeat']} runs, (min–max) when they differ "
+        "(recovery stops at a contender's first wrong answer); each ratio is computed within one repeat, so "
+        "both sides saw the same machine load. Latency: one run each. Every contender's topics are deleted "
+        "after each of its runs, so the broker compacts nobody's changelogs during the next one. "
+        f"Load average (1/5/15 min): {report['load_average']['before']} before, "
         f"{report['load_average']['after']} after.",
     ]
     problems = [
