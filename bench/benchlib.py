@@ -106,6 +106,10 @@ def drop_topics_except(bootstrap: str, keep: set[str]) -> list[str]:
             gone = sorted(t for t in await admin.list_topics() if t not in keep and not t.startswith("__"))
             if gone:
                 await admin.delete_topics(gone)
+                for _ in range(100):  # until the metadata no longer lists them: the next run starts settled
+                    if not set(gone) & set(await admin.list_topics()):
+                        break
+                    await asyncio.sleep(0.1)
             return gone
         finally:
             await admin.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from streams.identity import PodMeta
 from streams.topics import TopicSettings
 
 BENCH_DIR = Path(__file__).resolve().parent
+KEPT_LOGS = BENCH_DIR / "results" / "logs"  # a failed peer run's log, kept past the temp dir
 
 
 class ContenderFailed(RuntimeError):
@@ -238,6 +240,14 @@ class PeerProcess:
         assert self.process is not None
         return process_cpu_seconds(self.process.pid)
 
+    def diagnosis(self, done: Message) -> str:
+        """For a wrong answer: what the peer counted itself when it said caught up (the answer is read
+        back from Kafka after that), and where its log is kept."""
+        KEPT_LOGS.mkdir(parents=True, exist_ok=True)
+        kept = KEPT_LOGS / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{self.log_path.name}"
+        shutil.copy(self.log_path, kept)
+        return f"the peer counted {done.body.get('events')} events itself when caught up; its log: {kept}"
+
     def kill(self) -> None:
         """kill -9: no shutdown, no final commit."""
         if self.process is not None and self.process.poll() is None:
@@ -291,7 +301,7 @@ class Peer:
             peer.stop()
         problems = differences(result, workload.expected)
         if problems:
-            return Run(problems)
+            return Run([*problems, peer.diagnosis(done)])
         return Run(
             [],
             startup_s=ready.arrived - peer.spawned,
