@@ -4,15 +4,17 @@
 stream sooner but makes a busy one run many small batches (each costs the agent's fixed work and an ack
 per record); a long wait does the reverse. Here a batch that filled up (the stream is behind) is followed
 by one that waits up to `busy_s` to fill too; otherwise the next batch is what has already reached the
-stream: it is taken as soon as a record arrives and the stream's queue is empty, with no
-fixed wait. Records that come while a batch is processed queue up and form the next batch, so batches
-grow with the load by themselves.
+stream: it is taken as soon as a record arrives and the stream's queue is empty, with no fixed wait.
+Records that come while a batch is processed queue up and form the next batch, so batches grow with the
+load by themselves.
 
 A batch is full at `max_records` records or `max_bytes` of record values, whichever comes first: the
 work is in the lines, and a record holds one line (Fluent Bit) or up to a hundred (our collector). The
 agent holds the event loop for a whole batch, so the byte bound is what keeps the read API and the
-offset commits from waiting long behind a busy agent. The rest is Faust's code (faust-streaming 0.15, `faust/streams.py`,
-BSD licence), with its acking: events are acked after the agent has processed their batch.
+offset commits from waiting long behind a busy agent.
+
+The rest is Faust's code (faust-streaming 0.15, `faust/streams.py`, BSD licence), with its acking:
+events are acked after the agent has processed their batch.
 """
 
 from __future__ import annotations
