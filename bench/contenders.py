@@ -95,6 +95,7 @@ class Contender(Protocol):
     name: str
     label: str
     kafka: bool  # whether latency and recovery apply
+    live_latency: bool  # whether it is measured on a live topic too (needs `live`)
 
     def throughput(self, workload: Workload, tag: str) -> Run: ...
 
@@ -278,6 +279,7 @@ class Peer:
     label: str
     module: str
     kafka: bool = True
+    live_latency: bool = True
 
     def _process(self, workload: Workload, topic: str, group: str, ends: list[int] | None) -> PeerProcess:
         args = ["--bootstrap", workload.bootstrap, "--topic", topic,
@@ -435,6 +437,7 @@ class OurWorker:
     name: str = "ours"
     label: str = "our worker (`pioneer-telemetry worker`)"
     kafka: bool = True
+    live_latency: bool = True
     env: dict[str, str] = field(default_factory=dict)  # under the harness's --worker-env
 
     def _worker(self, workload: Workload, topics: TopicSettings, name: str) -> Worker:
@@ -525,6 +528,110 @@ class OurWorker:
         return Recovery([], None, done - restarted, resumed - restarted)
 
 
+@dataclass
+class OurWorkerPair:
+    """Two `pioneer-telemetry worker`s of one app sharing the raw topic: the Helm chart's default
+    (`worker.replicas: 2`), here both on this machine's two cores. Read through the first one's API,
+    which merges both workers' partials. Recovery kills one of them; the other works on. No latency
+    run: an event is counted by one worker, as in the single worker's run."""
+
+    name: str = "ours_pair"
+    label: str = "our worker ×2 (Helm's default `worker.replicas: 2`; recovery kills one)"
+    kafka: bool = True
+    live_latency: bool = False
+    env: dict[str, str] = field(default_factory=lambda: {"PIONEER_WORKER_PUBLISH_EVENTS": "false"})
+
+    def _pair(self, workload: Workload, tag: str) -> list[Worker]:
+        app_id = f"bench-{tag}-{uuid.uuid4().hex[:6]}"
+        env = self.env | workload.worker_env | {"PIONEER_WORKER_APP_ID": app_id}
+        return [
+            Worker(workload.bootstrap, workload.topics, workload.work, f"{app_id}-{i}", env) for i in (0, 1)
+        ]
+
+    @staticmethod
+    def _local(pair: list[Worker]) -> list[dict[str, Any]]:
+        return [worker.get("local/health")["partitions"] for worker in pair]
+
+    def _until_assigned(self, pair: list[Worker], workload: Workload) -> None:
+        """Until both hold partitions and together all of them: the group has settled on the two."""
+
+        def settled(_: Worker) -> bool:
+            local = self._local(pair)
+            return all(local) and sum(len(parts) for parts in local) == workload.topics.partitions
+
+        pair[0].wait(settled, timeout_s=120)
+
+    def _until_caught_up(self, pair: list[Worker], workload: Workload) -> float:
+        def finished(_: Worker) -> float | None:
+            parts = [part for local in self._local(pair) for part in local.values()]
+            read = len(parts) == workload.topics.partitions and all(
+                p["lag"] == 0 or p["highwater"] == 0 for p in parts
+            )
+            done = read and counted(pair[0], workload.truth) >= workload.total
+            return time.perf_counter() if done else None
+
+        return float(pair[0].wait(finished, timeout_s=workload.timeout_s()))
+
+    def throughput(self, workload: Workload, tag: str) -> Run:
+        pair = self._pair(workload, f"ours-pair-{tag}")
+        spawned = time.perf_counter()
+        for worker in pair:
+            worker.start()
+        try:
+            for worker in pair:
+                worker.wait(lambda w: w.get("health") is not None, timeout_s=120)
+            ready = time.perf_counter()
+            self._until_assigned(pair, workload)
+            consuming, cpu0 = time.perf_counter(), [process_cpu_seconds(w.pid) for w in pair]
+            done = self._until_caught_up(pair, workload)
+            cpu = sum(process_cpu_seconds(w.pid) - before for w, before in zip(pair, cpu0, strict=True))
+            rss = sum(peak_rss_mb(w.pid) for w in pair)
+            problems = differences(worker_result(pair[0], workload.truth), workload.expected)
+        except WorkerFailed as failure:
+            return Run([str(failure).splitlines()[0]])
+        finally:
+            for worker in pair:
+                worker.stop()
+        if problems:
+            return Run(problems)
+        return Run([], ready - spawned, consuming - ready, done - consuming, cpu, rss)
+
+    def live(self, workload: Workload, topics: TopicSettings) -> contextlib.AbstractContextManager[Live]:
+        raise NotImplementedError("no latency run (live_latency is False)")
+
+    def recovery(self, workload: Workload, kill_after_s: float) -> Recovery:
+        pair = self._pair(workload, "ours-pair-recovery")
+        killed = pair[0]
+        for worker in pair:
+            worker.start()
+        try:
+            try:
+                self._until_assigned(pair, workload)
+                time.sleep(kill_after_s)
+                for worker in pair:
+                    worker.alive()
+            except WorkerFailed as failure:
+                return Recovery([f"before the kill: {str(failure).splitlines()[0]}"])
+            assert killed.process is not None
+            killed.process.kill()
+            killed.process.wait()
+            restarted = time.perf_counter()
+            killed.start()  # the same app id, data dir and port: a static member, back before its timeout
+            try:
+                self._until_assigned(pair, workload)
+                resumed = time.perf_counter()
+                done = self._until_caught_up(pair, workload)
+                problems = differences(worker_result(pair[0], workload.truth), workload.expected)
+            except WorkerFailed as failure:
+                return Recovery([f"after the restart: {str(failure).splitlines()[0]}"])
+        finally:
+            for worker in pair:
+                worker.stop()
+        if problems:
+            return Recovery(problems)
+        return Recovery([], None, done - restarted, resumed - restarted)
+
+
 def contenders() -> list[Contender]:
     """In table order: ours first, then the peers, then the limits."""
     return [
@@ -533,6 +640,7 @@ def contenders() -> list[Contender]:
             "ours_publishing",
             "our worker as deployed (also publishes every event to `pioneer.events`)",
         ),
+        OurWorkerPair(),
         Peer("quix", "Quix Streams (tumbling windows)", "quix_peer"),
         Peer("faust", "plain Faust agent (one event at a time)", "faust_peer"),
         Peer("aiokafka", "aiokafka getmany + parse + dicts (ceiling)", "aiokafka_peer"),

@@ -172,7 +172,8 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "a fresh group and state. It includes the consumer group noticing the killed member: every "
         "contender uses a 10 s session timeout, as our worker does; our worker is a static member "
         "(`group.instance.id`, docs/streams.md), so its restart takes its partitions back without waiting "
-        "for that timeout.",
+        "for that timeout. For the two workers, one of them is killed, the other works on; *caught up* is "
+        "both having read every partition to its end with the answer exact.",
         "- **collector**: `bench_collector.measure_collector`: `run_collector` on the simulated CRI files in "
         "a fresh process, from its start until Kafka acknowledged every event line. The first of these runs "
         "is the one that fills the raw topic the contenders read.",
@@ -193,6 +194,11 @@ def markdown(report: dict[str, Any], command: str) -> str:
             else ""
         )
         + ".",
+        "- **our worker ×2**: two workers of one app on the same topic, the Helm chart's default "
+        "(`worker.replicas: 2`), both on this machine's cores, read through the first one's API (which "
+        "merges both). Its CPU seconds and peak RSS are the two processes' sums, and *ready → first record* "
+        "includes the group settling on two members. Not in the latency runs: each event is counted by one "
+        "worker, as in the single worker's run.",
         "- **Quix Streams** (`bench/peers/quix_peer.py`): records expanded into events, event time from the "
         "log time, one-minute tumbling windows per pod (grace 60 s) reducing the four aggregates together, "
         "every update (`.current()`) written to a results topic, which is read back for the answer. "

@@ -318,7 +318,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if not args.skip_latency:
             say(f"latency at {args.rate:,.0f} events/s:")
             feed = LiveFeed(latency_pool(workload), PARTITIONS)
-            latencies = {c.name: latency(c, workload, feed, args) for c in on_kafka}
+            latencies = {c.name: latency(c, workload, feed, args) for c in on_kafka if c.live_latency}
         recoveries: dict[str, list[Recovery]] = {}
         if not args.skip_recovery:
             say("recovery after kill -9:")
