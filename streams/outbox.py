@@ -8,8 +8,8 @@ offsets, so delivery stays at-least-once.
 
 Handing over happens in the background (`send_soon`), one agent batch after the other: aiokafka holds
 a partition's next batch until its last request is answered (one at a time, with idempotence), and
-waiting for that in the agent would stop the counting meanwhile. `drain` (run by the producer's flush,
-before every commit) waits until everything handed over is with the producer.
+waiting for that in the agent would stop the counting meanwhile. `delivered` (run by the producer's
+flush, before every commit) waits until the cluster acknowledged everything handed over.
 """
 
 from __future__ import annotations
@@ -77,6 +77,12 @@ class Outbox:
             await asyncio.shield(self._sending)
         if self.error is not None:
             raise self.error
+
+    async def delivered(self) -> None:
+        """Until the cluster acknowledged everything handed over."""
+        await self.drain()
+        producer: AIOKafkaProducer = self.app.producer._ensure_producer()
+        await producer.flush()
 
     async def send(self) -> None:
         """Hand everything added so far to the producer and wait until it has it."""

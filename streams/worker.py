@@ -126,7 +126,7 @@ class WorkerSettings(ComponentSettings):
 
 @dataclass
 class PartitionState:
-    """What a worker keeps in memory per raw partition (rebuilt from replays after a restart)."""
+    """What a worker keeps in memory per raw partition (resumed from the stored state after a restart)."""
 
     stream_time: int = 0  # highest event time seen
     last_offset: int = -1
@@ -244,8 +244,29 @@ class Pipeline:
         sources table, so retention and late events are judged as before a restart."""
         state = self.partitions.get(partition)
         if state is None:
-            state = self.partitions[partition] = PartitionState(self.stored_stream_time(partition) or 0)
+            stream_time = self.stored_stream_time(partition) or 0
+            state = PartitionState(stream_time, dirty=self.open_minutes(partition, stream_time))
+            self.partitions[partition] = state
         return state
+
+    def open_minutes(self, partition: int, stream_time: int) -> set[bytes]:
+        """The partition's stored minute windows not closed at `stream_time`: a worker that resumes the
+        partition publishes them when they close, even if no event touches them again. (Those closed
+        before were published: `before_commit` sends the outbox before it stores the windows.)"""
+        if not stream_time:
+            return set()
+        horizon, keys = self.publish_horizon(stream_time), set()
+        start = stream_time - stream_time % MINUTE_MS
+        while start > horizon:
+            key = window_key(partition, start)
+            if self.cache.get(MINUTES, key) is not None:
+                keys.add(key)
+            start -= MINUTE_MS
+        return keys
+
+    def publish_horizon(self, stream_time: int) -> int:
+        """Minute windows starting at or before this are closed (end + grace behind the stream time)."""
+        return stream_time - int(self.settings.grace_s * 1000) - MINUTE_MS
 
     def stored_stream_time(self, partition: int) -> int | None:
         """The highest event time the partition's sources counted (their watermarks), None before any."""
@@ -460,7 +481,7 @@ class Pipeline:
     def _publish_closed(self, partition: int, state: PartitionState) -> None:
         """Windows whose end + grace is behind the partition's stream time go to the aggregates topic
         (compacted: a window updated again later is simply published again)."""
-        horizon = state.stream_time - int(self.settings.grace_s * 1000) - MINUTE_MS
+        horizon = self.publish_horizon(state.stream_time)
         for key in sorted(state.dirty):
             _, start = parse_window_key(key)
             if start > horizon:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.metrics import COLLECTOR_METRICS
@@ -291,5 +292,59 @@ def test_malformed_lines_become_dead_letters_and_the_worker_goes_on(
                                    what="dead letters counted")  # fmt: skip
         assert health["lag"] == 0
         assert health["crashes"] == {}  # bad input never crashes the agent
+    finally:
+        worker.kill(signal.SIGTERM)
+
+
+def test_a_window_open_at_a_kill_9_is_published_when_it_closes_after_the_restart(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
+) -> None:
+    """Closed minute windows go to the aggregates topic. One still open when the worker was killed, and
+    touched by no later event, is published once the stream time passes it after the restart."""
+    start = recent_hour()
+    kubernetes = {"pod_name": "jupyter-zoe", "namespace_name": "dev", "container_name": "notebook"}
+
+    def line(second: int) -> bytes:
+        at = start + timedelta(seconds=second)
+        event = {"eventDetail": {"eventName": "NotebookSaveEvent", "eventTime": epoch_ms(at), "eventInfo": None},
+                 "notebookState": {"sessionID": "s1", "notebookPath": "a.ipynb", "notebookContent": None}}  # fmt: skip
+        log = f"{at:%Y-%m-%d %H:%M:%S},000      INFO   20 jupyter_jupyterlab_pioneer_config: {json.dumps(event)}"
+        envelope = {"log": log, "stream": "stderr", "time": iso(at), "kubernetes": kubernetes,
+                    "source": {"id": "zoe.log", "offset": second * 1000}}  # fmt: skip
+        return json.dumps(envelope).encode()
+
+    async def produce(*seconds: int) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+        await producer.start()
+        try:
+            for second in seconds:
+                await producer.send_and_wait(topics.raw, line(second), key=b"jupyter-zoe")
+        finally:
+            await producer.stop()
+
+    async def committed() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(app_id)
+        finally:
+            await admin.close()
+        return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topics.raw and meta.offset > 0)
+
+    span = {"from_ms": epoch_ms(start), "to_ms": epoch_ms(start) + 3_600_000}
+    asyncio.run(produce(1, 2, 3))  # all in the first minute: open while the stream time stays there
+    worker = WorkerProcess(
+        worker_env(kafka_broker, topics, app_id), tmp_path / "w", tmp_path / "w.log"
+    ).start()
+    try:
+        worker.wait_until(lambda w: w.get("overview", **span)["current"]["events"] == 3, what="3 events")
+        worker.wait_until(lambda _: asyncio.run(committed()) == 3, what="their offsets committed")
+        worker.kill(signal.SIGKILL)
+        worker.start()
+        asyncio.run(produce(190))  # minute 3: the stream time passes the first minute's end + grace
+        worker.wait_until(lambda w: w.get("overview", **span)["current"]["events"] == 4, what="4 events")
+        published = consume(kafka_broker, topics.aggregates, expected=1, timeout_s=30)
+        counts = [sum(sum(part["events"].values()) for part in w["namespaces"].values()) for w in published]
+        assert counts == [3]  # the first minute, once; the fourth is still open
     finally:
         worker.kill(signal.SIGTERM)
