@@ -42,8 +42,7 @@ class ReadOffsets(defaultdict[TP, int | None]):
     partition), below which that loop drops a fetched record. A seek sets it back; records fetched before
     the seek and handed on after it would raise it again, and the records fetched again would all be
     dropped (seen: a restarted worker waited 10 s for a partition read again). While a partition is read
-    again (`ContiguousConsumer.reread`, or after Faust's own seek to the committed offsets), its read offset
-    is therefore no higher than where that started."""
+    again (`ContiguousConsumer.reread`), its read offset is therefore no higher than where that started."""
 
     def __init__(self) -> None:
         super().__init__(lambda: None)
@@ -79,35 +78,18 @@ class ContiguousConsumer(faust_aiokafka.Consumer):
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """No gaps: see the class."""
 
-    async def perform_seek(self) -> None:
-        """Faust's seek to the committed offsets, after which every partition's records from there on
-        are handed on until the agent has them (`floor_passed`). Faust resumes a partition's fetching
-        before this seek and clears the agent's queue after it: records fetched before the seek, still
-        being handed on, raised the read offset over the committed record fetched again, which was then
-        dropped (seen: the record at the committed offset of every partition, after a restart)."""
-        await super().perform_seek()
-        for tp, offset in self._committed_offset.items():
-            if offset is not None:
-                self._read_offset.floors[tp] = offset
-
     def committed_offset(self, tp: TP) -> int | None:
         """The offset the group resumes `tp` from (None before the first commit or seek)."""
         return self._committed_offset.get(tp)
 
     async def reread(self, tp: TP, offset: int) -> None:
         """Fetch `tp` again from `offset`, on the consumer's thread as Faust's own seeks run; until
-        `floor_passed`, Faust hands on every record from `offset` (`ReadOffsets`)."""
+        `reread_arrived`, Faust hands on every record from `offset` (`ReadOffsets`)."""
         self._read_offset.floors[tp] = offset
         await self._thread.seek_wait({tp: offset})
 
-    def floor_passed(self, tp: TP, next_offset: int) -> None:
-        """The agent counted `tp` up to `next_offset`: a seek's (or `reread`'s) first record came."""
-        floor = self._read_offset.floors.get(tp)
-        if floor is not None and floor < next_offset:
-            del self._read_offset.floors[tp]
-
-    def drop_floor(self, tp: TP) -> None:
-        """The partition is no longer ours."""
+    def reread_arrived(self, tp: TP) -> None:
+        """The record `reread` asked for reached the agent (or the partition is no longer ours)."""
         self._read_offset.floors.pop(tp, None)
 
 

@@ -156,7 +156,6 @@ def offset_runs(events: list[EventT]) -> list[list[EventT]]:
 
 
 REREAD_AFTER_S = 5.0  # a record fetched again that still has not come is asked for again
-REREAD_CHECK_S = 1.0  # how often that is checked
 
 
 def until_missing(events: list[EventT], expected: int | None) -> tuple[list[EventT], int | None, bool]:
@@ -359,10 +358,10 @@ class Pipeline:
         if expected is None:
             return events
         self.next_offset[partition] = expected
-        self.consumer.floor_passed(TP(self.raw_topic_name, partition), expected)
         asked = self.rereading.get(partition)
         if asked is not None and expected > asked[0]:  # it came
             del self.rereading[partition]
+            self.consumer.reread_arrived(TP(self.raw_topic_name, partition))
             asked = None
         if missing and asked is None:  # else asked for already: these were fetched before the seek
             await self._reread(partition, expected)
@@ -395,15 +394,14 @@ class Pipeline:
         self.cache.forget_reads()  # a partition that comes back is recovered into the store underneath
         for partition in partitions:
             self.next_offset.pop(partition, None)
-            self.rereading.pop(partition, None)
-            self.consumer.drop_floor(TP(self.raw_topic_name, partition))
+            if self.rereading.pop(partition, None) is not None:
+                self.consumer.reread_arrived(TP(self.raw_topic_name, partition))
 
     async def before_commit(self) -> None:
         """Run by the producer's flush, which Faust runs right before committing offsets: what the
-        offsets cover goes to Kafka first, the outbox's records, then the cached windows. In that order,
-        stored windows never run ahead of their publication on the aggregates topic (`open_minutes`)."""
-        await self.outbox.delivered()
+        offsets cover goes to Kafka first, the cached windows and the outbox's records."""
         sent = self.cache.flush()
+        await self.outbox.drain()
         if sent:
             await asyncio.gather(*sent)  # acknowledged by the cluster (acks=all), or the commit fails
 

@@ -112,27 +112,3 @@ def test_while_a_partition_is_read_again_records_from_where_it_started_are_hande
     )  # 79.. fetched again pass; other partitions as Faust keeps them
     del offsets.floors[tp]  # arrived
     assert offsets[tp] == 200
-
-
-def test_after_faust_seeks_to_the_committed_offsets_the_committed_record_fetched_again_is_handed_on() -> None:
-    """Faust resumes fetching before its seek to the committed offsets and clears the agent's queue
-    after it: the committed record fetched again must pass, though records fetched before the seek
-    (and handed on after it) raised the read offset, until the agent has counted it."""
-    tp = TP("raw", 0)
-    consumer = object.__new__(ContiguousConsumer)
-    consumer._read_offset = ReadOffsets()
-    consumer._committed_offset = defaultdict(lambda: None)
-
-    async def seek_to_committed() -> dict[TP, int]:
-        return {tp: 53}
-
-    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
-    asyncio.run(consumer.perform_seek())
-    assert consumer.committed_offset(tp) == 53
-    consumer._read_offset[tp] = 60  # fetched before the seek, handed on after it
-    assert consumer._read_offset[tp] == 53  # 53, fetched again, is not dropped
-    consumer.floor_passed(tp, 53)  # the agent still waits for 53
-    consumer._read_offset[tp] = 61
-    assert consumer._read_offset[tp] == 53
-    consumer.floor_passed(tp, 54)  # counted
-    assert consumer._read_offset[tp] == 61  # Faust's own bookkeeping again
