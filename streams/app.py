@@ -20,7 +20,7 @@ from streams.faust_transport import ACKS_ALL, before_every_flush, use_worker_tra
 from streams.parser import LineParser
 from streams.settings import ParserSettings
 from streams.topics import TopicSettings, replication_factor
-from streams.worker import REREAD_AFTER_S, Pipeline, WorkerSettings
+from streams.worker import REREAD_CHECK_S, Pipeline, WorkerSettings
 
 
 def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
@@ -108,7 +108,7 @@ def create_app(
         """Recovery wrote the changelogs' values into the stores."""
         pipeline.cache.forget_reads()
 
-    @app.timer(REREAD_AFTER_S)
+    @app.timer(REREAD_CHECK_S)
     async def reread_overdue() -> None:
         await pipeline.reread_overdue()
 

@@ -156,6 +156,7 @@ def offset_runs(events: list[EventT]) -> list[list[EventT]]:
 
 
 REREAD_AFTER_S = 5.0  # a record fetched again that still has not come is asked for again
+REREAD_CHECK_S = 1.0  # how often that is checked
 
 
 def until_missing(events: list[EventT], expected: int | None) -> tuple[list[EventT], int | None, bool]:
