@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pioneer_base.config import KafkaSettings
 from streams.adaptive_take import take_adaptive
 from streams.api import register_api
-from streams.faust_transport import ACKS_ALL, before_every_flush, use_worker_transport
+from streams.faust_transport import ACKS_ALL, before_every_flush, clear_only_suspended, use_worker_transport
 from streams.parser import LineParser
 from streams.settings import ParserSettings
 from streams.topics import TopicSettings, replication_factor
@@ -95,6 +95,7 @@ def create_app(
         TableManager=PromptTableManager,
     )
     use_worker_transport(app)  # acks=all and idempotence; commits never pass an unprocessed record
+    clear_only_suspended(app)  # a start's second resume kept the committed records it cleared
     pipeline = Pipeline(app, settings, LineParser(parser or ParserSettings()), topics)
     before_every_flush(app, pipeline.before_commit)
 

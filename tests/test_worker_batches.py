@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 from faust.types import TP
 from intervaltree import IntervalTree
+from mode.utils.queues import FlowControlQueue
 
-from streams.faust_transport import ContiguousConsumer, ReadOffsets
+from streams.faust_transport import ClearOnlySuspended, ContiguousConsumer, ReadOffsets
 from streams.worker import offset_runs, until_missing
 
 
@@ -112,3 +113,23 @@ def test_while_a_partition_is_read_again_records_from_where_it_started_are_hande
     )  # 79.. fetched again pass; other partitions as Faust keeps them
     del offsets.floors[tp]  # arrived
     assert offsets[tp] == 200
+
+
+def test_a_resume_while_the_flow_runs_keeps_the_queued_records() -> None:
+    """Faust resumes the flow twice at a start with state to restore; the second resume, with the flow
+    already running, must not drop the committed records already queued for the agent."""
+
+    async def run() -> tuple[int, int, int]:
+        flow = ClearOnlySuspended(loop=asyncio.get_running_loop())  # suspended, as Faust's starts
+        queue: FlowControlQueue[int] = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        queue.put_nowait(1)  # fetched before a rebalance
+        flow.resume()  # a suspended flow resumed: stale records go, as in Faust
+        after_first = queue.qsize()
+        queue.put_nowait(2)  # the committed record, fetched after the seek
+        flow.resume()  # the start's second resume
+        after_second = queue.qsize()
+        flow.suspend()
+        flow.resume()
+        return after_first, after_second, queue.qsize()
+
+    assert asyncio.run(run()) == (0, 1, 0)
