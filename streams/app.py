@@ -95,7 +95,7 @@ def create_app(
         TableManager=PromptTableManager,
     )
     use_worker_transport(app)  # acks=all and idempotence; commits never pass an unprocessed record
-    clear_only_suspended(app)  # a start's second resume kept the committed records it cleared
+    clear_only_suspended(app)  # else a start's second flow resume drops the committed records queued
     pipeline = Pipeline(app, settings, LineParser(parser or ParserSettings()), topics)
     before_every_flush(app, pipeline.before_commit)
 
