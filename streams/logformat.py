@@ -7,6 +7,7 @@ format, so the parser must know where the message starts and what time the line 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -110,20 +111,40 @@ def _epoch_ms_of_second(text: bytes) -> int:
     return (datetime.fromisoformat(text.decode()) - _EPOCH) // _MILLISECOND
 
 
-def prefix_time_ms(match: re.Match[bytes]) -> int | None:
-    """Epoch milliseconds from the time groups a `compile_log_format` pattern matched, if any."""
-    groups = match.re.groupindex
-    try:
-        if "created" in groups:
-            return round(float(match["created"]) * 1000)
-        if "asctime" not in groups:
-            return None
-        asctime = match["asctime"]
-        # "2026-11-26 17:52:50" is shared by many lines: cached; then ",159" or the msecs field
-        millis = int(float(match["msecs"])) if "msecs" in groups else int(asctime[20:] or 0)
-        return _epoch_ms_of_second(asctime[:19]) + millis
-    except (ValueError, OverflowError):  # digits in the right places, but not a real time
+def prefix_time_reader(pattern: re.Pattern[bytes]) -> Callable[[re.Match[bytes]], int | None]:
+    """For a `compile_log_format` pattern, the function that reads epoch milliseconds from the time
+    groups it matched (None when it has none, or they are not a real time). Chosen once per pattern:
+    the parser calls it for every event line."""
+    groups = pattern.groupindex
+
+    def created(match: re.Match[bytes]) -> int:
+        return round(float(match["created"]) * 1000)
+
+    def asctime_msecs(match: re.Match[bytes]) -> int:
+        return _epoch_ms_of_second(match["asctime"][:19]) + int(float(match["msecs"]))
+
+    def asctime(match: re.Match[bytes]) -> int:
+        # "2026-11-26 17:52:50" is shared by many lines: cached; then ",159" (absent with a datefmt)
+        text = match["asctime"]
+        return _epoch_ms_of_second(text[:19]) + int(text[20:] or 0)
+
+    def no_time(match: re.Match[bytes]) -> None:
         return None
+
+    if "created" in groups:
+        read: Callable[[re.Match[bytes]], int | None] = created
+    elif "asctime" in groups:
+        read = asctime_msecs if "msecs" in groups else asctime
+    else:
+        return no_time
+
+    def checked(match: re.Match[bytes]) -> int | None:
+        try:
+            return read(match)
+        except (ValueError, OverflowError):  # digits in the right places, but not a real time
+            return None
+
+    return checked
 
 
 def find_event_start(line: bytes) -> int:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from streams.framing import read_lines, rfc3339_to_ms
 from streams.identity import PodMeta
-from streams.logformat import compile_log_format, find_event_start, object_end, prefix_time_ms
+from streams.logformat import compile_log_format, find_event_start, object_end, prefix_time_reader
 from streams.privacy import pseudonymize, redact_info, scrub_secret_keys, scrub_text
 from streams.schema import (
     ENVELOPE_ADAPTER,
@@ -138,6 +138,7 @@ class LineParser:
         self.settings = settings or ParserSettings()
         pattern = compile_log_format(self.settings.effective_log_format())
         self._prefix = pattern if "message" in pattern.groupindex else None
+        self._prefix_time_ms = prefix_time_reader(pattern)
         self._policy = self.settings.privacy_policy()
         self._max_line_bytes = self.settings.max_line_bytes
         key = self.settings.pseudonymize_key
@@ -189,7 +190,7 @@ class LineParser:
         match = self._prefix.match(line) if self._prefix is not None else None
         if match is not None and line.startswith(b"{", match.start("message")):
             start, end = match.span("message")
-            log_time_ms = prefix_time_ms(match)
+            log_time_ms = self._prefix_time_ms(match)
         else:
             start, end = find_event_start(line), len(line)
             if start < 0:  # mentions eventDetail, but carries no event
@@ -234,7 +235,7 @@ class LineParser:
         if self._policy.capture_content:  # kept content is the only place secret keys may still hide
             info = scrub_secret_keys(info)
             notebook_content = scrub_secret_keys(state.get("notebookContent"))
-        user, pod_name = self._identity(pod.user, pod.pod)
+        user, pod_name = (pod.user, pod.pod) if self._key is None else self._identity(pod.user, pod.pod)
         return {
             "schema_version": SCHEMA_VERSION,
             "event_id": event_id(source_id, offset),
