@@ -101,9 +101,6 @@ class WorkerSettings(ComponentSettings):
     # stream runs full batches; after one that was not full, a batch is what has arrived, taken at once
     batch_busy_within_s: float = 0.2
     commit_interval_s: float = 1.0
-    # a worker catching up commits after this many lines too (0.4 s of its work): after a crash it reads
-    # again only what it processed since. A live stream commits every commit_interval_s, as before
-    commit_every_lines: int = 20_000
     session_timeout_s: float = 10.0  # how soon the group notices a crashed worker and hands its partitions on
     # Kafka static membership: a worker restarted within session_timeout_s (kill -9, a pod replaced) gets
     # its partitions back at once, without a rebalance; one that stops for good keeps them from the
@@ -242,8 +239,6 @@ class Pipeline:
         self.rereading: dict[int, tuple[int, float]] = {}
         self.metrics = WorkerMetrics()
         self.metrics.watch(self)
-        self.lines_since_commit = 0
-        self._early_commit: asyncio.Task[None] | None = None
 
     def state(self, partition: int) -> PartitionState:
         """The partition's state; a partition new to this process resumes its stream time from the
@@ -348,24 +343,11 @@ class Pipeline:
                 continue
             for run in offset_runs(await self.in_order(partition, group)):
                 with acting_for(run[-1]):
-                    self.lines_since_commit += self._process_partition(partition, run)
+                    self._process_partition(partition, run)
             self.changes.advance()
             if self.outbox.holds_much:  # a batch of 100k lines would hold 50 MB of events
                 await self.outbox.send()
         await self.outbox.send_soon()  # in the background: the next batch need not wait for Kafka
-        if self.lines_since_commit >= self.settings.commit_every_lines and self._early_commit is None:
-            self._early_commit = asyncio.ensure_future(self._commit_early())
-
-    async def _commit_early(self) -> None:
-        """Commit now, as Faust's commit timer does, in a task of its own: the agent goes on, and acks its
-        batch before the commit runs. Again while the lines counted during a commit reach the limit."""
-        try:
-            while self.lines_since_commit >= self.settings.commit_every_lines:
-                await self.consumer.commit()  # its flush (`before_commit`) starts the count again
-        except Exception:  # the timer's next commit tries again
-            log.exception("commit after %d lines failed", self.settings.commit_every_lines)
-        finally:
-            self._early_commit = None
 
     async def in_order(self, partition: int, events: list[EventT]) -> list[EventT]:
         """The events to count now (`until_missing`); when a record is missing, the partition is
@@ -419,14 +401,12 @@ class Pipeline:
     async def before_commit(self) -> None:
         """Run by the producer's flush, which Faust runs right before committing offsets: what the
         offsets cover goes to Kafka first, the cached windows and the outbox's records."""
-        self.lines_since_commit = 0
         sent = self.cache.flush()
         await self.outbox.drain()
         if sent:
             await asyncio.gather(*sent)  # acknowledged by the cluster (acks=all), or the commit fails
 
-    def _process_partition(self, partition: int, events: list[EventT]) -> int:  # noqa: PLR0915 (the hot loop, inline)
-        """Count a run of the partition's records; returns how many lines they held."""
+    def _process_partition(self, partition: int, events: list[EventT]) -> None:  # noqa: PLR0915 (the hot loop, inline)
         state = self.state(partition)
         batch = _PartitionBatch(self, partition, state)
         read, parse, add, publish = self.envelopes.read, self.parser.parse, batch.add, self.outbox.add
@@ -434,7 +414,6 @@ class Pipeline:
         grace_ms = int(self.settings.grace_s * 1000)
         minute_retention, hour_retention, day_retention = self.retention_ms
         counted = False
-        lines = 0
         for event in events:
             message = event.message
             raw_offset = message.offset
@@ -442,9 +421,7 @@ class Pipeline:
             record_ms = int(message.timestamp * 1000)
             fresh: dict[str, bool] = {}  # per source: is this record new to it (not a replay)?
             source_id_before = None
-            record = envelopes(event.value)
-            lines += len(record)
-            for envelope in record:
+            for envelope in envelopes(event.value):
                 line, source_id, source_offset, pod, runtime_time = read(envelope, partition, raw_offset)
                 result = parse(line, source_id, source_offset, pod, runtime_time)
                 if result is None:
@@ -486,7 +463,6 @@ class Pipeline:
         batch.write(events[-1])
         self._publish_closed(partition, state)
         self._expire(partition, state, events[-1])
-        return lines
 
     def _dead_letter(
         self,

@@ -12,7 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -296,84 +296,52 @@ def test_malformed_lines_become_dead_letters_and_the_worker_goes_on(
         worker.kill(signal.SIGTERM)
 
 
-ZOE = {"pod_name": "jupyter-zoe", "namespace_name": "dev", "container_name": "notebook"}
-
-
-def save_line(start: datetime, second: int) -> bytes:
-    """A raw record: one envelope of one NotebookSaveEvent line, `second` s after `start`."""
-    at = start + timedelta(seconds=second)
-    event = {"eventDetail": {"eventName": "NotebookSaveEvent", "eventTime": epoch_ms(at), "eventInfo": None},
-             "notebookState": {"sessionID": "s1", "notebookPath": "a.ipynb", "notebookContent": None}}  # fmt: skip
-    log = f"{at:%Y-%m-%d %H:%M:%S},000      INFO   20 jupyter_jupyterlab_pioneer_config: {json.dumps(event)}"
-    envelope = {"log": log, "stream": "stderr", "time": iso(at), "kubernetes": ZOE,
-                "source": {"id": "zoe.log", "offset": second * 1000}}  # fmt: skip
-    return json.dumps(envelope).encode()
-
-
-async def produce_records(bootstrap: str, topic: str, records: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for record in records:
-            await producer.send_and_wait(topic, record, key=b"jupyter-zoe")
-    finally:
-        await producer.stop()
-
-
-async def committed_records(bootstrap: str, group: str, topic: str) -> int:
-    """The group's committed offsets on `topic`, summed: the records it committed."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
-
-
-def test_a_worker_catching_up_commits_every_so_many_lines_before_its_commit_interval(
-    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
-) -> None:
-    """`commit_every_lines`: a backlog is committed as it is counted, not only every `commit_interval_s`
-    (here an hour), so a crash in a catch-up re-reads little. 60 lines, a commit every 20: at least the
-    first 40 records are committed (the last lines wait for the timer if fewer than 20 came after a
-    commit's flush)."""
-    start = recent_hour()
-    asyncio.run(produce_records(kafka_broker, topics.raw, [save_line(start, second) for second in range(60)]))
-    env = worker_env(kafka_broker, topics, app_id) | {
-        "PIONEER_WORKER_COMMIT_INTERVAL_S": "3600",
-        "PIONEER_WORKER_COMMIT_EVERY_LINES": "20",
-    }
-    worker = WorkerProcess(env, tmp_path / "w", tmp_path / "w.log").start()
-    try:
-        span = {"from_ms": epoch_ms(start), "to_ms": epoch_ms(start) + 3_600_000}
-        worker.wait_until(lambda w: w.get("overview", **span)["current"]["events"] == 60, what="60 events")
-        worker.wait_until(lambda _: asyncio.run(committed_records(kafka_broker, app_id, topics.raw)) >= 40,
-                          timeout_s=30, what="40 of the 60 records committed")  # fmt: skip
-    finally:
-        worker.kill(signal.SIGTERM)
-
-
 def test_a_window_open_at_a_kill_9_is_published_when_it_closes_after_the_restart(
     kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
 ) -> None:
     """Closed minute windows go to the aggregates topic. One still open when the worker was killed, and
     touched by no later event, is published once the stream time passes it after the restart."""
     start = recent_hour()
+    kubernetes = {"pod_name": "jupyter-zoe", "namespace_name": "dev", "container_name": "notebook"}
+
+    def line(second: int) -> bytes:
+        at = start + timedelta(seconds=second)
+        event = {"eventDetail": {"eventName": "NotebookSaveEvent", "eventTime": epoch_ms(at), "eventInfo": None},
+                 "notebookState": {"sessionID": "s1", "notebookPath": "a.ipynb", "notebookContent": None}}  # fmt: skip
+        log = f"{at:%Y-%m-%d %H:%M:%S},000      INFO   20 jupyter_jupyterlab_pioneer_config: {json.dumps(event)}"
+        envelope = {"log": log, "stream": "stderr", "time": iso(at), "kubernetes": kubernetes,
+                    "source": {"id": "zoe.log", "offset": second * 1000}}  # fmt: skip
+        return json.dumps(envelope).encode()
+
+    async def produce(*seconds: int) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+        await producer.start()
+        try:
+            for second in seconds:
+                await producer.send_and_wait(topics.raw, line(second), key=b"jupyter-zoe")
+        finally:
+            await producer.stop()
+
+    async def committed() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(app_id)
+        finally:
+            await admin.close()
+        return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topics.raw and meta.offset > 0)
+
     span = {"from_ms": epoch_ms(start), "to_ms": epoch_ms(start) + 3_600_000}
-    first_minute = [save_line(start, second) for second in (1, 2, 3)]  # open while the stream time stays
-    asyncio.run(produce_records(kafka_broker, topics.raw, first_minute))
+    asyncio.run(produce(1, 2, 3))  # all in the first minute: open while the stream time stays there
     worker = WorkerProcess(
         worker_env(kafka_broker, topics, app_id), tmp_path / "w", tmp_path / "w.log"
     ).start()
     try:
         worker.wait_until(lambda w: w.get("overview", **span)["current"]["events"] == 3, what="3 events")
-        worker.wait_until(lambda _: asyncio.run(committed_records(kafka_broker, app_id, topics.raw)) == 3,
-                          what="their offsets committed")  # fmt: skip
+        worker.wait_until(lambda _: asyncio.run(committed()) == 3, what="their offsets committed")
         worker.kill(signal.SIGKILL)
         worker.start()
-        # minute 3: the stream time passes the first minute's end + grace
-        asyncio.run(produce_records(kafka_broker, topics.raw, [save_line(start, 190)]))
+        asyncio.run(produce(190))  # minute 3: the stream time passes the first minute's end + grace
         worker.wait_until(lambda w: w.get("overview", **span)["current"]["events"] == 4, what="4 events")
         published = consume(kafka_broker, topics.aggregates, expected=1, timeout_s=30)
         counts = [sum(sum(part["events"].values()) for part in w["namespaces"].values()) for w in published]
