@@ -516,7 +516,7 @@ down() {
   stop kube-apiserver
   stop etcd
   # what a removed pod can leave behind: volume mounts under the kubelet's dir, its log files
-  grep -o " $STATE/[^ ]*" /proc/mounts | sort -r | while read -r mount; do umount -l "$mount" || true; done
+  { grep -o " $STATE/[^ ]*" /proc/mounts || true; } | sort -r | while read -r mount; do umount -l "$mount" || true; done
   find /var/log/containers -maxdepth 1 -type l -lname '/var/log/pods/*' -delete 2>/dev/null || true
   rm -rf /var/log/pods/*
   ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE"
