@@ -17,12 +17,12 @@ class BatchPacker:
         self.producer = producer
         self.batches: list[BatchBuilder] = []
 
-    def append(self, key: bytes | None, value: bytes) -> None:
+    def append(self, key: bytes | None, value: bytes | None) -> None:
         if self.batches and self.batches[-1].append(key=key, value=value, timestamp=None) is not None:
             return
         self.batches.append(self.producer.create_batch())
         if self.batches[-1].append(key=key, value=value, timestamp=None) is None:
-            raise ValueError(f"a record of {len(value)} bytes exceeds the producer's max_batch_size")
+            raise ValueError(f"a record of {len(value or b'')} bytes exceeds the producer's max_batch_size")
 
     def close(self) -> list[BatchBuilder]:
         """The batches, closed: ready for `send_batch`, in the order their records were appended."""

@@ -47,10 +47,13 @@ class Outbox:
             return
         packer = self._packers.get((topic, partition))
         if packer is None:
-            # Faust keeps its aiokafka producer private; `send` would cost the per-record price
-            producer: AIOKafkaProducer = self.app.producer._ensure_producer()
-            packer = self._packers[topic, partition] = BatchPacker(producer)
+            packer = self._packers[topic, partition] = BatchPacker(self.producer)
         packer.append(key, value)
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """Faust's aiokafka producer, which it keeps private: `send` would cost the per-record price."""
+        return self.app.producer._ensure_producer()
 
     @property
     def holds_much(self) -> bool:
@@ -81,8 +84,7 @@ class Outbox:
     async def delivered(self) -> None:
         """Until the cluster acknowledged everything handed over."""
         await self.drain()
-        producer: AIOKafkaProducer = self.app.producer._ensure_producer()
-        await producer.flush()
+        await self.producer.flush()
 
     async def send(self) -> None:
         """Hand everything added so far to the producer and wait until it has it."""

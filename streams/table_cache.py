@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import weakref
 from collections import defaultdict
@@ -26,8 +27,12 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
+
+from pioneer_base.batches import BatchPacker
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ class TableCache:
         self.pending: dict[str, dict[bytes, Any]] = {name: {} for name in tables}  # None: deleted
         self.recent: dict[str, dict[bytes, Any]] = {name: {} for name in tables}  # as stored, decoded
         self._events: dict[int, EventT] = {}  # per partition, an event to write its keys as
+        self._sending = asyncio.Lock()  # flushes hand their batches over in turn: a key's values in order
 
     def get(self, name: str, key: bytes) -> Any | None:
         """The value as the agent last left it (decoded), else as stored; None if there is none."""
@@ -111,33 +117,65 @@ class TableCache:
                     live.add(key)
         return live
 
-    def flush(self) -> list[asyncio.Future[Any]]:
-        """Write every pending value to its store and its changelog; returns the changelog sends.
+    async def flush(self, producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
+        """Write every pending value to its store and its changelog; returns the changelog deliveries.
 
-        The sends are Faust's own (`Table.send_changelog`, which also keeps the store's persisted
-        offset), but awaited here: Faust's producer flush gives up on its buffer after 0.1 s without a
-        send (`ProducerBuffer.flush_atmost`), so a busy loop or a slow broker could let it commit
-        offsets whose windows were still in that buffer."""
+        Each changelog partition's writes go as whole aiokafka batches (`send_batch`), as the outbox's
+        do: through Faust (`Table.send_changelog`) each record cost a future, a callback and a RocksDB
+        write of the store's offset, and its buffer handed them to aiokafka one per turn of the event
+        loop, so a commit behind a busy agent waited up to 1.8 s. A delivered batch's last offset becomes
+        the store's persisted offset, as Faust keeps it: a restart replays the changelog from there."""
         by_partition: dict[int, list[tuple[str, bytes, Any]]] = defaultdict(list)
         for name, pending in self.pending.items():
             for key, value in pending.items():
                 by_partition[key_partition(key)].append((name, key, value))
         self.pending = {name: {} for name in self.tables}
-        sent: list[asyncio.Future[Any]] = []
+        packers: dict[tuple[str, int], BatchPacker] = {}
         for partition, writes in by_partition.items():
             with acting_for(self._events[partition]):  # the store picks its partition's database by it
                 for name, key, value in writes:
-                    table = self.tables[name]
+                    data = self.tables[name].data
                     if value is not None:
-                        encoded = orjson.dumps(value)
-                        table.data[key] = encoded
-                        sent.append(table.send_changelog(partition, key, encoded))
-                    elif key in table.data:
-                        del table.data[key]
-                        sent.append(table.send_changelog(partition, key, None, value_serializer="raw"))
+                        encoded: bytes | None = orjson.dumps(value)
+                        data[key] = encoded
+                    elif key in data:
+                        encoded = None  # a tombstone
+                        del data[key]
+                    else:
+                        continue
+                    packer = packers.get((name, partition))
+                    if packer is None:
+                        packer = packers[name, partition] = BatchPacker(producer)
+                    packer.append(key, encoded)
                     self._remember(name, key, value)
         self._events.clear()
-        return sent
+        async with self._sending:
+            sent = await asyncio.gather(
+                *(
+                    self._send(producer, name, partition, packer)
+                    for (name, partition), packer in packers.items()
+                )
+            )
+        return [delivery for deliveries in sent for delivery in deliveries]
+
+    async def _send(
+        self, producer: AIOKafkaProducer, name: str, partition: int, packer: BatchPacker
+    ) -> list[asyncio.Future[Any]]:
+        """One changelog partition's batches, in order (aiokafka sends a partition's next batch once
+        the last one is answered); partitions side by side."""
+        store = self.tables[name].data
+        tp = TP(self.tables[name].changelog_topic.get_topic_name(), partition)
+
+        def persisted(last: int, delivery: asyncio.Future[RecordMetadata]) -> None:
+            if not delivery.cancelled() and delivery.exception() is None:
+                store.set_persisted_offset(tp, delivery.result().offset + last)
+
+        deliveries = []
+        for batch in packer.close():
+            delivery = await producer.send_batch(batch, tp.topic, partition=partition)
+            delivery.add_done_callback(functools.partial(persisted, batch.record_count() - 1))
+            deliveries.append(delivery)
+        return deliveries
 
     def forget(self, partitions: set[int]) -> None:
         """Drop what is pending for partitions this worker no longer owns: with no commit since, their

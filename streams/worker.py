@@ -401,7 +401,7 @@ class Pipeline:
     async def before_commit(self) -> None:
         """Run by the producer's flush, which Faust runs right before committing offsets: what the
         offsets cover goes to Kafka first, the cached windows and the outbox's records."""
-        sent = self.cache.flush()
+        sent = await self.cache.flush(self.outbox.producer)
         await self.outbox.drain()
         if sent:
             await asyncio.gather(*sent)  # acknowledged by the cluster (acks=all), or the commit fails

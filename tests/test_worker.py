@@ -17,18 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from faust.stores.rocksdb import Store as RocksDBStore
 from prometheus_client.parser import text_string_to_metric_families
+from rocksdict import AccessType, Options, Rdict
 
 from collector.metrics import COLLECTOR_METRICS
 from streams.privacy import DEFAULT_ENVIRON_ALLOWLIST
 from streams.topics import TopicSettings
+from streams.worker import SOURCES, WINDOW_TABLES
 from tests.clock import epoch_ms, iso, recent_hour
 from tests.helpers import CollectorThread, PacedLogs, WorkerProcess, consume, settings_for, worker_env
 from tests.truth import all_counted, assert_equals_truth, collect, iso_ms, simulate, truth_range
 
 pytestmark = pytest.mark.kafka
+
+PERSISTED_OFFSET_KEY = RocksDBStore.offset_key
 
 
 def assert_metrics_equal_truth(worker: WorkerProcess, truth: dict[str, Any]) -> None:
@@ -53,6 +58,34 @@ def assert_metrics_equal_truth(worker: WorkerProcess, truth: dict[str, Any]) -> 
         assert families[f"pioneer_{name}"].samples[0].value == 0, name
     assert not any("user" in s.labels for f in families.values() for s in f.samples)  # no per-user labels
     assert_grafana_dashboard_queries_exported_metrics({s.name for f in families.values() for s in f.samples})
+
+
+def assert_stores_hold_their_changelogs_to_the_end(
+    bootstrap: str, app_id: str, topics: TopicSettings, data_dir: Path
+) -> None:
+    """Every table partition's RocksDB remembers its changelog's last record as read (Faust's persisted
+    offset, which the worker sets from its batch sends): a restart replays nothing it already holds."""
+    changelogs = [f"{app_id}-{table}-changelog" for table in (*WINDOW_TABLES, SOURCES)]
+
+    async def ends() -> dict[TopicPartition, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in changelogs for p in range(topics.partitions)]
+            return await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+
+    written = {tp: end for tp, end in asyncio.run(ends()).items() if end > 0}
+    assert len(written) > topics.partitions, written  # minute windows and sources in most partitions
+    for tp, end in written.items():
+        table = tp.topic.removeprefix(f"{app_id}-").removesuffix("-changelog")
+        [path] = data_dir.glob(f"**/{table}-{tp.partition}.db")
+        store = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            assert store.get(PERSISTED_OFFSET_KEY) == str(end - 1).encode(), tp
+        finally:
+            store.close()
 
 
 GRAFANA_DASHBOARD = (
@@ -105,6 +138,7 @@ def test_one_worker_equals_the_ground_truth(
         latest = max(time for time, _ in before.values() if time)
         assert iso_ms(truth["end"]) - 60_000 < latest < iso_ms(truth["end"]) + 1000  # the last events' time
         worker.kill(signal.SIGTERM)
+        assert_stores_hold_their_changelogs_to_the_end(kafka_broker, app_id, topics, tmp_path / "w1")
         worker.start()  # nothing new to process: stream time and retention come back from the state
         worker.wait_until(lambda w: stream_times(w) == before, what="the same stream time after a restart")
     finally:
