@@ -18,6 +18,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode import Service
 from mode.utils.queues import FlowControlEvent
 
 ACKS_ALL = -1  # Faust's `producer_acks` is Kafka's numeric form; -1 is "all"
@@ -70,6 +71,14 @@ class ContiguousConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_offset = ReadOffsets()
+
+    @Service.task
+    async def _commit_handler(self) -> None:
+        """Faust's, with the first commit one interval after the start: Faust sleeps an interval before
+        its timer, which sleeps another, so a worker killed in its first two seconds had committed
+        nothing of what it counted."""
+        async for _ in self.itertimer(self.commit_interval, name="commit"):
+            await self.commit()
 
     def _new_offset(self, tp: TP) -> int | None:
         acked, committed = self._acked[tp], self._committed_offset[tp]

@@ -347,6 +347,8 @@ class Pipeline:
             self.changes.advance()
             if self.outbox.holds_much:  # a batch of 100k lines would hold 50 MB of events
                 await self.outbox.send()
+            else:  # a commit, its acknowledgements and the API wait a partition, not the whole batch
+                await asyncio.sleep(0)
         await self.outbox.send_soon()  # in the background: the next batch need not wait for Kafka
 
     async def in_order(self, partition: int, events: list[EventT]) -> list[EventT]:
