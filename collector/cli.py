@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from collector.service import StdinSource, run_collector
 from collector.settings import CollectorSettings
 from pioneer_base.config import KafkaSettings
 from pioneer_base.kafka_access import KafkaAccessDenied
 from streams.topics import TopicSettings
+
+if TYPE_CHECKING:
+    from collector.service import StdinSource
 
 
 def collect(
@@ -43,6 +45,8 @@ def collect(
     File positions are checkpointed only once Kafka acknowledged the lines; SIGTERM or Ctrl-C flushes,
     checkpoints and exits.
     """
+    from collector.service import StdinSource  # noqa: PLC0415 (heavy; a worker's start does not need it)
+
     flags = {
         "paths": path,
         "start_at": start_at,
@@ -68,6 +72,8 @@ def collect(
 
 async def _collect(settings: CollectorSettings, stdin: StdinSource | None) -> None:
     """Run the collector until SIGINT/SIGTERM (or the end of stdin), then let it flush and checkpoint."""
+    from collector.service import run_collector  # noqa: PLC0415
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -7,18 +7,19 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from aiokafka.errors import KafkaError
 
 from pioneer_base.config import KafkaSettings
 from pioneer_base.kafka_access import KafkaAccessDenied
-from simulator.output import FileSink, KafkaSink, Sink, StreamSink
 from simulator.settings import Exporter, SimulatorSettings
-from simulator.simulate import run
 from streams.framing import Framing
 from streams.topics import TopicSettings
+
+if TYPE_CHECKING:
+    from simulator.output import Sink
 
 
 def simulate(
@@ -62,6 +63,10 @@ def simulate(
 
     Unpaced runs with neither --duration nor --events simulate 10 minutes; paced runs go on until interrupted.
     """
+    # the sinks bring the collector's Kafka code: heavy, and a worker's start does not need it
+    from simulator.output import FileSink, KafkaSink, StreamSink  # noqa: PLC0415
+    from simulator.simulate import run  # noqa: PLC0415
+
     flags = {
         "users": users,
         "seed": seed,
