@@ -49,6 +49,7 @@ from pioneer_base.config import ComponentSettings, state_dir
 from streams.aggregate import (
     HOUR_MS,
     MINUTE_MS,
+    UNKNOWN_NAMESPACE,
     DayCalendar,
     Window,
     add_event,
@@ -540,7 +541,6 @@ class _PartitionBatch:
         if minute == self._delta_minute and minutes and hours:  # its windows did not hold the last event
             add_event(self._delta, event)
             self._delta["o"] = raw_offset
-            self._added(event)
             return
         slots = [(DAYS, self.pipeline.calendar.start(minute))]
         if hours:
@@ -555,7 +555,6 @@ class _PartitionBatch:
             add_event(delta, event)
             delta["o"] = raw_offset  # events come in offset order
             self._delta_minute, self._delta = minute, delta
-            self._added(event)
             return
         if raw_offset > applied[0]:  # new to its day window: an event counted once, however it came
             self._added(event)
@@ -565,10 +564,20 @@ class _PartitionBatch:
                 self.windows[slot]["o"] = max(self.windows[slot]["o"], raw_offset)
 
     def _added(self, event: PioneerEvent) -> None:
-        namespace = event["namespace"] or ""
+        """For the metrics: an event counted outside a delta (the deltas are added up when written)."""
+        namespace = event["namespace"] or UNKNOWN_NAMESPACE
         self.added[event["event_name"], namespace] += 1
         if event["success"] is False:
             self.failed[namespace] += 1
+
+    def _added_delta(self, delta: Window) -> None:
+        """For the metrics: a delta's events, by name and namespace, and its failed executions."""
+        for namespace, part in delta["namespaces"].items():
+            for name, count in part["events"].items():
+                self.added[name, namespace] += count
+            failed = sum(part["errors"].values())
+            if failed:
+                self.failed[namespace] += failed
 
     def count(self, name: str, raw_offset: int, time_ms: int) -> None:
         """Health counters live in a minute that a replay finds again, so they stay exact too."""
@@ -591,6 +600,7 @@ class _PartitionBatch:
     def write(self, event: EventT) -> None:
         """Into the cache (`event`: one of the partition's, for the flush to write as)."""
         for minute, delta in self._deltas.items():
+            self._added_delta(delta)
             day = self.pipeline.calendar.start(minute)
             for slot in ((MINUTES, minute), (HOURS, minute - minute % HOUR_MS), (DAYS, day)):
                 value = merge_into(self.windows[slot], delta)
