@@ -60,6 +60,30 @@ def assert_metrics_equal_truth(worker: WorkerProcess, truth: dict[str, Any]) -> 
     assert_grafana_dashboard_queries_exported_metrics({s.name for f in families.values() for s in f.samples})
 
 
+def raw_offsets(bootstrap: str, app_id: str, topics: TopicSettings) -> dict[int, int] | None:
+    """The raw topic's end offsets if the worker's group (its app id) has committed every partition up to
+    them, else None."""
+
+    async def read() -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        tps = [TopicPartition(topics.raw, p) for p in range(topics.partitions)]
+        consumer, admin = (
+            AIOKafkaConsumer(bootstrap_servers=bootstrap),
+            AIOKafkaAdminClient(bootstrap_servers=bootstrap),
+        )
+        await consumer.start()
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(app_id, partitions=tps)
+            ends = await consumer.end_offsets(tps)
+            return ends, {tp: max(committed[tp].offset, 0) if tp in committed else 0 for tp in tps}
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    ends, committed = asyncio.run(read())
+    return {tp.partition: end for tp, end in ends.items()} if committed == ends else None
+
+
 def assert_stores_hold_their_changelogs_to_the_end(
     bootstrap: str, app_id: str, topics: TopicSettings, data_dir: Path
 ) -> None:
@@ -123,6 +147,10 @@ def test_one_worker_equals_the_ground_truth(
     try:
         worker.wait_until(all_counted(truth), what="all events counted")
         assert_equals_truth(worker, truth)
+        worker.wait_until(
+            lambda _: raw_offsets(kafka_broker, app_id, topics) is not None,
+            what="every counted record committed",
+        )
         events = consume(kafka_broker, topics.events, expected=truth["total"])
         assert Counter(e["event_name"] for e in events) == Counter(truth["by_event"])
         assert not any(secret in json.dumps(events) for secret in truth["secret_values"])
