@@ -106,9 +106,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = docker_environment()
     base = tmp_path_factory.mktemp("compose")
     bridge = subprocess.run(
-        ["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        ["bash", str(LOCAL_DOCKER), "bridge-address"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     broker = LocalBroker(base / "kafka")
     state = broker.start(port=0, heap="512m", timeout_s=120, secure=True, host=bridge).state
     log_dir = base / "pod-logs"

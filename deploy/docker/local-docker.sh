@@ -8,6 +8,7 @@
 #   deploy/docker/local-docker.sh up        prepare, a local Kafka reachable from containers, build, compose up
 #   deploy/docker/local-docker.sh down      compose down, that Kafka stopped, the engine stopped
 #   deploy/docker/local-docker.sh stop      the engine stopped (containers, images and volumes are kept)
+#   deploy/docker/local-docker.sh bridge-address   the host's address on the default bridge (for Kafka)
 #
 # - engine: Debian's docker.io (installed when missing), dockerd with its own data root, exec root,
 #   pidfile and unix socket under $PIONEER_DOCKER_DIR (default ~/.local/state/pioneer-telemetry/docker),
@@ -143,8 +144,17 @@ api_token() {  # api_token DIR: a read API token only the containers' user (1000
     | install -m 0400 -o 10001 -g 10001 /dev/stdin "$1/api-token"
 }
 
-bridge_address() {
-  docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}'
+bridge_address() {  # where containers reach the host: the default bridge's gateway
+  local address name
+  address=$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
+  if [[ -z $address ]]; then
+    # an engine started when its bridge interface already had its address (a restart) leaves the gateway
+    # out of the network's IPAM config: the interface's own address is the gateway
+    name=$(docker network inspect bridge --format '{{index .Options "com.docker.network.bridge.name"}}')
+    address=$(ip -4 -o addr show dev "$name" | awk '{ split($4, a, "/"); print a[1]; exit }')
+  fi
+  [[ -n $address ]] || { log "the docker bridge has no address"; return 1; }
+  printf '%s\n' "$address"
 }
 
 up() {
@@ -180,5 +190,6 @@ case ${1:-} in
   up) shift && up "$@" ;;
   down) shift && down "$@" ;;
   stop) engine_stop ;;
-  *) sed -n '2,9p' "$0" >&2; exit 2 ;;
+  bridge-address) bridge_address ;;
+  *) sed -n '2,11p' "$0" >&2; exit 2 ;;
 esac
