@@ -16,8 +16,10 @@ class BatchPacker:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
         self.batches: list[BatchBuilder] = []
+        self.size = 0  # bytes of the keys and values appended
 
     def append(self, key: bytes | None, value: bytes | None) -> None:
+        self.size += len(key or b"") + len(value or b"")
         if self.batches and self.batches[-1].append(key=key, value=value, timestamp=None) is not None:
             return
         self.batches.append(self.producer.create_batch())

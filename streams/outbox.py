@@ -26,6 +26,7 @@ from pioneer_base.batches import BatchPacker
 log = logging.getLogger(__name__)
 
 
+HOLDS_MUCH_BYTES = 4 * 1024 * 1024  # held before the agent stops mid-batch to hand them over
 MAX_QUEUED_SENDS = 8  # agent batches waiting to be handed over before the agent waits for them
 
 
@@ -57,8 +58,11 @@ class Outbox:
 
     @property
     def holds_much(self) -> bool:
-        """Whether enough is waiting (a few MB) to send before the batch is done, to bound memory."""
-        return sum(len(packer.batches) for packer in self._packers.values()) >= 4
+        """Whether enough is waiting (a few MB) to send before the batch is done, to bound memory.
+
+        In bytes, not batches: every partition holding a record has a batch, so four of them would count
+        as much, and the agent would wait for the producer (a round trip, or all of a slow produce)."""
+        return sum(packer.size for packer in self._packers.values()) >= HOLDS_MUCH_BYTES
 
     async def send_soon(self) -> None:
         """Hand everything added so far to the producer in the background, after what was handed

@@ -6,11 +6,13 @@ import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
 
+from aiokafka import AIOKafkaProducer
 from faust.types import TP
 from intervaltree import IntervalTree
 from mode.utils.queues import FlowControlQueue
 
 from streams.faust_transport import ClearOnlySuspended, ContiguousConsumer, ReadOffsets
+from streams.outbox import HOLDS_MUCH_BYTES, Outbox
 from streams.worker import offset_runs, until_missing
 
 
@@ -133,3 +135,25 @@ def test_a_resume_while_the_flow_runs_keeps_the_queued_records() -> None:
         return after_first, after_second, queue.qsize()
 
     assert asyncio.run(run()) == (0, 1, 0)
+
+
+def test_the_outbox_holds_much_at_megabytes_not_at_partitions() -> None:
+    """A record in each of eight partitions is no reason to stop the agent and wait for the producer."""
+
+    async def check() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", max_batch_size=1024 * 1024)
+        faust_producer = SimpleNamespace(  # what the outbox uses of Faust's: placement, aiokafka's producer
+            key_partition=lambda topic, key: SimpleNamespace(partition=key[0] % 8),
+            _ensure_producer=lambda: producer,
+        )
+        outbox = Outbox(SimpleNamespace(producer=faust_producer))
+        for partition in range(8):
+            outbox.add("aggregates", bytes([partition]), b"x" * 100)
+        assert not outbox.holds_much
+        value = b"y" * 100_000
+        for n in range(HOLDS_MUCH_BYTES // len(value) + 1):
+            outbox.add("events", bytes([n % 8]), value)
+        assert outbox.holds_much
+        await producer.stop()
+
+    asyncio.run(check())
