@@ -177,7 +177,11 @@ def create_app(
     @app.agent(raw, name="pioneer-aggregate")
     async def aggregate(stream: faust.StreamT[bytes]) -> None:
         batches = take_adaptive(
-            stream, settings.batch_size, settings.batch_max_bytes, settings.batch_busy_within_s
+            stream,
+            settings.batch_size,
+            settings.batch_max_bytes,
+            settings.batch_busy_within_s,
+            pipeline.backlog,
         )
         async for events in batches:
             try:

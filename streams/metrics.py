@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -46,6 +46,10 @@ class WorkerMetrics:
         self.reread = PromCounter(
             "pioneer_rereads", "Times a partition was fetched again because a record went missing before the agent",
             registry=self.registry,
+        )  # fmt: skip
+        self.batch_records = Histogram(
+            "pioneer_batch_records", "Raw records per agent batch: full batches mean the worker is behind",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000), registry=self.registry,
         )  # fmt: skip
         self.pipeline_counters = {
             name: PromCounter(f"pioneer_{name}", help_text, registry=self.registry)

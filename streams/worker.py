@@ -314,6 +314,15 @@ class Pipeline:
         highwater = consumer.highwater(TP(self.raw_topic_name, partition))
         return None if highwater is None else max(highwater - state.last_offset - 1, 0)
 
+    def backlog(self, events: Sequence[EventT]) -> int:
+        """Raw records in Kafka not counted yet, in the partitions of a batch just counted: what the
+        agent's next batch waits for (`streams.adaptive_take`)."""
+        waiting = 0
+        for partition in {event.message.partition for event in events}:
+            with contextlib.suppress(AssertionError):  # aiokafka's, for a partition revoked meanwhile
+                waiting += self.lag(partition) or 0
+        return waiting
+
     def local_windows(
         self, resolution: str, starts: Sequence[int], user: str | None = None, notebook: str | None = None
     ) -> dict[int, Window]:
@@ -331,6 +340,7 @@ class Pipeline:
         return windows
 
     async def process(self, events: list[EventT]) -> None:
+        self.metrics.batch_records.observe(len(events))
         by_partition: dict[int, list[EventT]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)

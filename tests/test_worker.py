@@ -358,6 +358,56 @@ def test_malformed_lines_become_dead_letters_and_the_worker_goes_on(
         worker.kill(signal.SIGTERM)
 
 
+def test_a_worker_started_on_a_backlog_counts_it_in_full_batches(
+    kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
+) -> None:
+    """Records reach a starting worker's stream a few at a time: without waiting for the backlog Kafka
+    reports, it counted its first second in batches of two records, a quarter slower than in full ones."""
+    start, records, per_record = recent_hour(), 400, 100
+    event_ms = epoch_ms(start) + 1000
+
+    def envelope(n: int) -> dict[str, Any]:
+        line = (
+            f"{start:%Y-%m-%d %H:%M}:01,000      INFO   20 jupyter_jupyterlab_pioneer_config: "
+            f'{{"eventDetail": {{"eventName": "NotebookSaveEvent", "eventTime": {event_ms + n % 50_000}, '
+            f'"eventInfo": null}}, "notebookState": {{"sessionID": "s{n % 40}", "notebookPath": "a.ipynb", '
+            '"notebookContent": null}}'
+        )
+        return {"log": line, "stream": "stderr", "time": iso(start + timedelta(seconds=1)),
+                "kubernetes": {"pod_name": f"jupyter-u{n % 16}", "namespace_name": "dev"},
+                "source": {"id": f"u{n % 16}.log", "offset": n}}  # fmt: skip
+
+    async def produce() -> None:  # as our collector writes them: arrays of one source's lines, zstd
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, compression_type="zstd", linger_ms=20)
+        await producer.start()
+        try:
+            for r in range(records):
+                lines = [envelope(r % 16 + 16 * (r // 16 * per_record + i)) for i in range(per_record)]
+                await producer.send(topics.raw, json.dumps(lines).encode(), key=f"jupyter-u{r % 16}".encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    worker = WorkerProcess(
+        worker_env(kafka_broker, topics, app_id), tmp_path / "w", tmp_path / "w.log"
+    ).start()
+    try:
+        span = {"from_ms": epoch_ms(start), "to_ms": epoch_ms(start) + 60_000}
+        total = records * per_record
+        worker.wait_until(
+            lambda w: w.get("overview", **span)["current"]["events"] == total, what="all counted"
+        )
+        with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+            families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+        batches = {s.name: s.value for s in families["pioneer_batch_records"].samples}
+        assert batches["pioneer_batch_records_sum"] == records
+        # a full batch holds about 100 of these records; counted two at a time at first, it took 17-21
+        assert batches["pioneer_batch_records_count"] <= 12, batches
+    finally:
+        worker.kill(signal.SIGTERM)
+
+
 def test_a_window_open_at_a_kill_9_is_published_when_it_closes_after_the_restart(
     kafka_broker: str, topics: TopicSettings, tmp_path: Path, app_id: str
 ) -> None:
