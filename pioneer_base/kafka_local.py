@@ -18,6 +18,7 @@ import base64
 import concurrent.futures
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -33,12 +34,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
 from pioneer_base.config import ComponentSettings, KafkaSettings, cache_dir, state_dir
-from pioneer_base.tls import LocalPki
+
+if TYPE_CHECKING:
+    from pioneer_base.tls import LocalPki
 
 log = logging.getLogger(__name__)
 
@@ -286,10 +289,16 @@ class LocalBroker:
         self.properties = self.data_dir / "server.properties"
         self.log_file = self.data_dir / "kafka.log"
         self.log_dirs = self.data_dir / "data"
-        self.pki = LocalPki(self.data_dir / "tls")
         self.scram_password_file = self.data_dir / "scram-password"
         self.client_env = self.data_dir / "client.env"
         self.mtls_client_env = self.data_dir / "client-mtls.env"
+
+    @functools.cached_property
+    def pki(self) -> LocalPki:
+        """Imported when used: cryptography costs every command 25 ms, the worker's start too."""
+        from pioneer_base.tls import LocalPki  # noqa: PLC0415
+
+        return LocalPki(self.data_dir / "tls")
 
     @property
     def secure(self) -> bool:
