@@ -16,8 +16,8 @@ from streams.outbox import HOLDS_MUCH_BYTES, Outbox
 from streams.worker import offset_runs, until_missing
 
 
-def batch(*offsets: int) -> list[SimpleNamespace]:
-    return [SimpleNamespace(message=SimpleNamespace(offset=offset)) for offset in offsets]
+def batch(*offsets: int, size: int = 100) -> list[SimpleNamespace]:
+    return [SimpleNamespace(message=SimpleNamespace(offset=offset), value=b"x" * size) for offset in offsets]
 
 
 def offsets_of(runs: list[list[SimpleNamespace]]) -> list[list[int]]:
@@ -38,6 +38,11 @@ def test_a_batch_that_goes_back_after_a_rebalance_seek_is_cut_where_it_repeats()
 
 def test_a_repeated_offset_starts_a_new_run() -> None:
     assert offsets_of(offset_runs(batch(7, 7, 8))) == [[7], [7, 8]]
+
+
+def test_a_long_run_is_cut_every_max_bytes() -> None:
+    """The agent lets the event loop run between runs: a commit waits for a run, not a partition."""
+    assert offsets_of(offset_runs(batch(1, 2, 3, 4, 5, size=400), max_bytes=1000)) == [[1, 2, 3], [4, 5]]
 
 
 def test_an_empty_batch_has_no_runs() -> None:
