@@ -110,9 +110,8 @@ async def take_adaptive(  # noqa: PLR0915 (Faust's take_events, kept whole)
             full = buffer_full.is_set()
             try:
                 yield list(events)
-                waiting = backlog(events)
-                awaited = max_records if full or waiting >= max_records else waiting
-                awaited = awaited if awaited >= BACKLOG_RECORDS else 0
+                waiting = max_records if full else min(backlog(events), max_records)
+                awaited = waiting if waiting >= BACKLOG_RECORDS else 0
             finally:
                 buffer.clear()
                 buffered_bytes = 0
