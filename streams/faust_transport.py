@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service
 from mode.utils.queues import FlowControlEvent
 
 ACKS_ALL = -1  # Faust's `producer_acks` is Kafka's numeric form; -1 is "all"
+FETCH_MAX_WAIT_MS = 100  # how long the broker may hold a fetch for partitions with nothing new
 
 
 class IdempotentProducer(faust_aiokafka.Producer):
@@ -56,6 +58,22 @@ class ReadOffsets(defaultdict[TP, int | None]):
         return offset if offset is None or floor is None else min(offset, floor)
 
 
+class PromptFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with fetches the broker holds for `FETCH_MAX_WAIT_MS`, not Faust's 1.5 s.
+
+    aiokafka has one fetch in flight per broker, and leaves out the partitions whose fetched records
+    the agent is still working through. In a catch-up where some partitions are already read to their
+    end, the fetch for those alone waits the whole time on the broker, and the partition with the
+    backlog cannot be fetched again until it returns: every catch-up stood still for 0.5-0.8 s, and
+    throughput came out 15 % lower. Records that arrive still end a held fetch at once, so a shorter
+    wait costs an idle worker a few small requests a second, nothing more."""
+
+    def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when it starts (its Fetcher)
+        return consumer
+
+
 class ContiguousConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, committing an offset only once every record before it was acked.
 
@@ -79,6 +97,9 @@ class ContiguousConsumer(faust_aiokafka.Consumer):
         nothing of what it counted."""
         async for _ in self.itertimer(self.commit_interval, name="commit"):
             await self.commit()
+
+    def _new_consumer_thread(self) -> PromptFetchThread:
+        return PromptFetchThread(self, loop=self.loop, beacon=self.beacon)
 
     def _new_offset(self, tp: TP) -> int | None:
         acked, committed = self._acked[tp], self._committed_offset[tp]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 from aiokafka import AIOKafkaProducer
@@ -11,9 +12,18 @@ from faust.types import TP
 from intervaltree import IntervalTree
 from mode.utils.queues import FlowControlQueue
 
-from streams.faust_transport import ClearOnlySuspended, ContiguousConsumer, ReadOffsets
+from pioneer_base.config import KafkaSettings
+from streams.app import create_app
+from streams.faust_transport import (
+    FETCH_MAX_WAIT_MS,
+    ClearOnlySuspended,
+    ContiguousConsumer,
+    PromptFetchThread,
+    ReadOffsets,
+)
 from streams.outbox import HOLDS_MUCH_BYTES, Outbox
-from streams.worker import offset_runs, until_missing
+from streams.topics import TopicSettings
+from streams.worker import WorkerSettings, offset_runs, until_missing
 
 
 def batch(*offsets: int, size: int = 100) -> list[SimpleNamespace]:
@@ -162,3 +172,20 @@ def test_the_outbox_holds_much_at_megabytes_not_at_partitions() -> None:
         await producer.stop()
 
     asyncio.run(check())
+
+
+def test_the_worker_consumer_lets_the_broker_hold_a_fetch_only_briefly(tmp_path: Path) -> None:
+    """Faust asks for 1.5 s; a catch-up then stood still while a fetch for partitions read to their end
+    waited on the broker (`PromptFetchThread`)."""
+    app = create_app(
+        WorkerSettings(data_dir=tmp_path),
+        KafkaSettings(bootstrap_servers="127.0.0.1:1"),
+        TopicSettings(replication_factor=1),  # explicit: create_app asks no cluster
+    )
+    thread = app.consumer._thread
+    assert isinstance(thread, PromptFetchThread)
+
+    async def made() -> int:  # the aiokafka consumer Faust makes (nothing connects yet)
+        return thread._create_consumer(asyncio.get_running_loop())._fetch_max_wait_ms
+
+    assert asyncio.run(made()) == FETCH_MAX_WAIT_MS < 1500
