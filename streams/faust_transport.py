@@ -1,5 +1,6 @@
 """The worker's Faust transport: a producer with acks=all and idempotence, like the collector's, and a
-consumer that never commits past a record the agent did not process.
+consumer that never commits past a record the agent did not process and whose fetches the broker
+holds only briefly.
 
 Faust's aiokafka producer asks for idempotence only inside transactions (exactly_once); the worker runs
 at_least_once, so without this a broker failing over between a send and its acknowledgement could make
@@ -66,7 +67,7 @@ class PromptFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
     end, the fetch for those alone waits the whole time on the broker, and the partition with the
     backlog cannot be fetched again until it returns: every catch-up stood still for 0.5-0.8 s, and
     throughput came out 15 % lower. Records that arrive still end a held fetch at once, so a shorter
-    wait costs an idle worker a few small requests a second, nothing more."""
+    wait costs an idle worker up to ten small requests a second, nothing more."""
 
     def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
