@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.stores.rocksdb import Store as RocksDBStore
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import AccessType, Options, Rdict
 
@@ -36,10 +37,15 @@ pytestmark = pytest.mark.kafka
 PERSISTED_OFFSET_KEY = RocksDBStore.offset_key
 
 
+def scrape(worker: WorkerProcess) -> dict[str, Metric]:
+    """What Prometheus scrapes from the worker's /metrics (no token), by metric family."""
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        return {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+
+
 def assert_metrics_equal_truth(worker: WorkerProcess, truth: dict[str, Any]) -> None:
     """What Prometheus scrapes from /metrics (no token) equals the simulator's truth."""
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
-        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    families = scrape(worker)
     events = {
         s.labels["event_name"]: s.value
         for s in families["pioneer_events"].samples
@@ -398,9 +404,7 @@ def test_a_worker_started_on_a_backlog_counts_it_in_full_batches(
         worker.wait_until(
             lambda w: w.get("overview", **span)["current"]["events"] == total, what="all counted"
         )
-        with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
-            families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
-        batches = {s.name: s.value for s in families["pioneer_batch_records"].samples}
+        batches = {s.name: s.value for s in scrape(worker)["pioneer_batch_records"].samples}
         assert batches["pioneer_batch_records_sum"] == records
         # a full batch holds about 100 of these records; counted two at a time at first, it took 17-21
         assert batches["pioneer_batch_records_count"] <= 12, batches
