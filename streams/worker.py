@@ -98,8 +98,8 @@ class WorkerSettings(ComponentSettings):
     # 4 MiB is about 4,000 lines (0.1 s of work): the longest the read API and the commits wait for it
     batch_size: int = 10_000
     batch_max_bytes: int = 4 * 1024 * 1024
-    # after a full batch, how long the next one waits to fill up too (streams.adaptive_take): a busy
-    # stream runs full batches; after one that was not full, a batch is what has arrived, taken at once
+    # how long the next batch may wait for the backlog (streams.adaptive_take): after a full batch, or one
+    # that left records in Kafka, it waits to fill; otherwise a batch is what has arrived, taken at once
     batch_busy_within_s: float = 0.2
     # a restart after kill -9 replays what was counted since the last commit: up to this and a commit's
     # 0.1-0.2 s. Halving it from 1 s cost no measurable CPU (docs/streams.md, "Restarts")
